@@ -1,0 +1,91 @@
+"""The project's exception tree.
+
+```
+VibeError
+ +-- OperatorError            the operator's mistake: configuration or input; never retried
+ |    +-- ConfigError          a missing key, an unknown provider or model, a bad setting
+ |    +-- InputError           bad input: a path outside the repository, a directory that is not git, ...
+ |    +-- BudgetExceededError  a run reached its token or USD cap
+ +-- ExternalError            a fault of an outside system; says whether retrying can help
+      +-- ProviderError        an LLM provider failed (status, retry_after)
+      +-- GitHubError          the GitHub API or a git remote failed
+      +-- CacheError           Redis failed (callers degrade to no cache rather than fail)
+```
+
+SDK and library exceptions are translated into these in exactly one place per adapter, always with
+`raise ... from exc`, so callers above the adapters never see an SDK type.
+"""
+
+from __future__ import annotations
+
+
+class VibeError(Exception):
+    """Base of every error the project raises on purpose."""
+
+
+class OperatorError(VibeError):
+    """The operator's mistake (configuration, input). Retrying cannot help; the message says how to fix it."""
+
+
+class ConfigError(OperatorError):
+    """A missing or invalid setting: an API key, an unknown provider, model or alias, a bad URL."""
+
+
+class InputError(OperatorError):
+    """Bad input: a path outside the repository, a repository that is not git, an unusable edit."""
+
+
+class BudgetExceededError(OperatorError):
+    """A run reached its token or USD budget and stopped cleanly."""
+
+
+class ExternalError(VibeError):
+    """An outside system failed.
+
+    Attributes:
+        retryable: whether the same call can succeed later (rate limits, 5xx, timeouts) or never will
+            (400, 401, 404, a malformed request).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ProviderError(ExternalError):
+    """An LLM provider failed.
+
+    Attributes:
+        provider: the provider's name (`anthropic`, `openai`, ...).
+        status: the HTTP status when there was one.
+        retry_after: seconds the provider asked us to wait (from `retry-after`), when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
+
+
+class GitHubError(ExternalError):
+    """The GitHub API or a git remote failed."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+
+
+class CacheError(ExternalError):
+    """Redis failed. Callers treat the cache as absent instead of failing the request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)

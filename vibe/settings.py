@@ -1,0 +1,120 @@
+"""One settings object, read from the environment once at the entry point and passed down.
+
+Nothing in the project reads `os.environ` for configuration except this module; nothing builds `Settings`
+at import time. Secrets are `SecretStr` so that printing a `Settings` never shows them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting of vibe-pipelines, each with the environment variable that sets it.
+
+    Construct it with keyword arguments in tests (`Settings(redis_url=...)`); the entry points use
+    `Settings()` which reads the environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIBE_",
+        case_sensitive=False,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- LLM providers -----------------------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias=_alias("ANTHROPIC_API_KEY"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_alias("OPENAI_API_KEY"))
+    gemini_api_key: SecretStr | None = Field(None, validation_alias=_alias("GEMINI_API_KEY", "GOOGLE_API_KEY"))
+    xai_api_key: SecretStr | None = Field(None, validation_alias=_alias("XAI_API_KEY"))
+    compat_api_key: SecretStr | None = Field(None)
+    # The SDKs' own variables keep working: None means "let the SDK decide".
+    anthropic_base_url: str | None = Field(None, validation_alias=_alias("ANTHROPIC_BASE_URL"))
+    openai_base_url: str | None = Field(None, validation_alias=_alias("OPENAI_BASE_URL"))
+    gemini_base_url: str = Field(
+        "https://generativelanguage.googleapis.com/v1beta/openai/", validation_alias=_alias("GEMINI_BASE_URL")
+    )
+    xai_base_url: str = Field("https://api.x.ai/v1", validation_alias=_alias("XAI_BASE_URL"))
+    # Any OpenAI-compatible server (Ollama, vLLM, a proxy), addressed as `compat:<model>`.
+    compat_base_url: str = Field("http://127.0.0.1:11434/v1")
+
+    model: str = Field("smart")
+    fallbacks: Annotated[tuple[str, ...] | None, NoDecode] = Field(None)
+    llm_timeout_s: float = Field(120.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    llm_max_retry_wait_s: float = Field(60.0, ge=0)
+    provider_cooldown_s: float = Field(60.0, ge=0)
+    # Replay: `off` uses real providers; `replay` answers from the cassette; `record` calls the real provider
+    # and writes its answers into the cassette.
+    replay: str = Field("auto", pattern="^(auto|off|replay|record)$")
+    cassette: Path | None = None
+
+    # --- cache -------------------------------------------------------------------------------------
+    redis_url: str | None = Field(None, validation_alias=_alias("REDIS_URL"))
+    cache_prefix: str = Field("vibe")
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    cache_enabled: bool = Field(True)
+
+    # --- GitHub ------------------------------------------------------------------------------------
+    github_token: SecretStr | None = Field(None, validation_alias=_alias("GITHUB_TOKEN"))
+    github_api_url: str = Field("https://api.github.com", validation_alias=_alias("GITHUB_API_URL"))
+    pr_draft_on_failure: bool = Field(True)
+    pr_labels: Annotated[tuple[str, ...], NoDecode] = Field(("vibe",))
+
+    # --- pipeline ----------------------------------------------------------------------------------
+    max_attempts: int = Field(3, ge=1, le=20)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_tokens: int | None = Field(None, ge=0)
+
+    # --- test runner -------------------------------------------------------------------------------
+    test_timeout_s: float = Field(900.0, gt=0)
+    test_memory_mb: int = Field(4096, ge=64)
+
+    # --- Prefect and operations --------------------------------------------------------------------
+    prefect_api_url: str | None = Field(None, validation_alias=_alias("PREFECT_API_URL"))
+    home: Path = Field(default_factory=lambda: Path.home() / ".vibe")
+    retention_completed_h: float = Field(24.0, gt=0)
+    retention_failed_h: float = Field(48.0, gt=0)
+    reindex_repos: Annotated[tuple[str, ...], NoDecode] = Field(())
+    reindex_cron: str = Field("0 */6 * * *")
+
+    @field_validator("fallbacks", "pr_labels", "reindex_repos", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        # Lists come from the environment as comma-separated strings (NoDecode keeps them raw, not JSON).
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def api_key(self, provider: str) -> SecretStr | None:
+        """The API key configured for `provider`, or None."""
+        keys: dict[str, SecretStr | None] = {
+            "anthropic": self.anthropic_api_key,
+            "openai": self.openai_api_key,
+            "gemini": self.gemini_api_key,
+            "xai": self.xai_api_key,
+            "compat": self.compat_api_key,
+        }
+        return keys.get(provider)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear, for redaction filters. Never log the result."""
+        secrets = [
+            self.anthropic_api_key,
+            self.openai_api_key,
+            self.gemini_api_key,
+            self.xai_api_key,
+            self.compat_api_key,
+            self.github_token,
+        ]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
