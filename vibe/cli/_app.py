@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import typer
 
 from vibe.errors import VibeError
+from vibe.settings import Settings
 
 app = typer.Typer(
     name="vibe",
@@ -31,3 +32,23 @@ def fail(error: VibeError | str, *, code: int = 2) -> NoReturn:
     """Print a clear one-line error (no traceback) to stderr and exit with `code`."""
     typer.echo(f"error: {error}", err=True)
     sys.exit(code)
+
+
+def load_settings() -> Settings:
+    """Build the one Settings object of this invocation from the environment; a bad value is a clear error."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid configuration: {problems}")
+
+
+def tracked(settings: Settings) -> bool:
+    """Whether step commands run as tracked Prefect flows (a Prefect API is configured).
+
+    Without `PREFECT_API_URL` a step command calls the same task functions directly, so a quick action does
+    not pay the several seconds Prefect's ephemeral server takes to start.
+    """
+    return bool(settings.prefect_api_url)
