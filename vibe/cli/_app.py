@@ -52,3 +52,11 @@ def tracked(settings: Settings) -> bool:
     not pay the several seconds Prefect's ephemeral server takes to start.
     """
     return bool(settings.prefect_api_url)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version of vibe-pipelines."""
+    from vibe import __version__
+
+    typer.echo(__version__)
