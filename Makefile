@@ -1,14 +1,16 @@
-# Two entry points for a fresh machine; both install what they need first (uv, then the locked environment).
+# The two Quick start commands. Each installs what it needs first: uv (from PyPI, if missing), then the
+# locked environment in .venv (`uv sync --frozen`), then runs.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
 .PHONY: demo test bootstrap
 
 bootstrap:
-	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || python3 -m pip install --quiet --user uv
-	@$(UV) sync --frozen --quiet
+	@test -x "$(UV)" || python3 -m pip install --quiet --user uv \
+		|| python3 -m pip install --quiet --user --break-system-packages uv
+	@"$(UV)" sync --frozen --quiet
 
 demo: bootstrap
-	@$(UV) run --frozen vibe demo
+	@"$(UV)" run --frozen vibe demo
 
 test: bootstrap
-	$(UV) run --frozen pytest
+	"$(UV)" run --frozen pytest
