@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10)
     llm_max_retry_wait_s: float = Field(60.0, ge=0)
     provider_cooldown_s: float = Field(60.0, ge=0)
+    # Exponential backoff between the manager's retries starts here (then doubles, with jitter).
+    llm_retry_base_s: float = Field(0.5, ge=0)
+    # In-process concurrent calls per provider; cross-process limits are Prefect global concurrency limits.
+    llm_concurrency: int = Field(8, ge=1)
     # Replay: `off` uses real providers; `replay` answers from the cassette; `record` calls the real provider
     # and writes its answers into the cassette.
     replay: str = Field("auto", pattern="^(auto|off|replay|record)$")
@@ -64,6 +68,8 @@ class Settings(BaseSettings):
     cache_prefix: str = Field("vibe")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
     cache_enabled: bool = Field(True)
+    # How long a single-flight lock outlives a crashed holder; None = llm_timeout_s + 10 s.
+    cache_lock_ttl_s: float | None = Field(None, gt=0)
 
     # --- GitHub ------------------------------------------------------------------------------------
     github_token: SecretStr | None = Field(None, validation_alias=_alias("GITHUB_TOKEN"))
