@@ -93,6 +93,18 @@ class Settings(BaseSettings):
     retention_failed_h: float = Field(48.0, gt=0)
     reindex_repos: Annotated[tuple[str, ...], NoDecode] = Field(())
     reindex_cron: str = Field("0 */6 * * *")
+    # The one process work pool every deployment runs on (queues critical/high/medium/low inside it).
+    work_pool: str = Field("vibe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # Runs of one deployment at a time (the seed's "5 per worker type"); deployed via a Prefect variable.
+    deployment_concurrency: int = Field(5, ge=1)
+    # Flow runs a queue may start per minute (global concurrency limit with slot decay, one per queue).
+    queue_rate_per_minute: int = Field(100, ge=1)
+    # Concurrent LLM calls per provider across every worker (one global concurrency limit per provider).
+    llm_concurrency_per_provider: int = Field(5, ge=1)
+    # Seconds between flow-run heartbeats (Prefect's minimum is 30) and the silence after which the
+    # crash-detection automation marks a Running flow run Crashed.
+    heartbeat_s: int = Field(30, ge=30)
+    crash_after_s: int = Field(90, ge=31)
 
     @field_validator("fallbacks", "pr_labels", "reindex_repos", mode="before")
     @classmethod
