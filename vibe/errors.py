@@ -10,6 +10,7 @@ VibeError
       +-- ProviderError        an LLM provider failed (status, retry_after)
       +-- GitHubError          the GitHub API or a git remote failed
       +-- CacheError           Redis failed (callers degrade to no cache rather than fail)
+      +-- OrchestrationError   the Prefect API failed or cannot be reached
 ```
 
 SDK and library exceptions are translated into these in exactly one place per adapter, always with
@@ -89,3 +90,10 @@ class CacheError(ExternalError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=True)
+
+
+class OrchestrationError(ExternalError):
+    """The Prefect API failed, refused a request, or cannot be reached (setup, submit, status, cleanup)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message, retryable=retryable)
