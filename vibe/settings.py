@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     github_api_url: str = Field("https://api.github.com", validation_alias=_alias("GITHUB_API_URL"))
     pr_draft_on_failure: bool = Field(True)
     pr_labels: Annotated[tuple[str, ...], NoDecode] = Field(("vibe",))
+    # The GitHub adapter is the one retry layer for GitHub API calls (PyGithub's own retry is off).
+    github_max_retries: int = Field(3, ge=0, le=10)
+    github_max_retry_wait_s: float = Field(60.0, ge=0)
+    # GitHub asks integrations to space mutating requests by about a second; 0 turns the pause off (tests).
+    github_write_interval_s: float = Field(1.0, ge=0)
+    github_cache_ttl_s: float = Field(3600.0, ge=0)
 
     # --- pipeline ----------------------------------------------------------------------------------
     max_attempts: int = Field(3, ge=1, le=20)
