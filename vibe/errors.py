@@ -4,6 +4,7 @@
 VibeError
  +-- OperatorError            the operator's mistake: configuration or input; never retried
  |    +-- ConfigError          a missing key, an unknown provider or model, a bad setting
+ |    |    +-- CassetteMissError  replay mode met a request its cassette has no answer for
  |    +-- InputError           bad input: a path outside the repository, a directory that is not git, ...
  |    +-- BudgetExceededError  a run reached its token or USD cap
  +-- ExternalError            a fault of an outside system; says whether retrying can help
@@ -30,6 +31,18 @@ class OperatorError(VibeError):
 
 class ConfigError(OperatorError):
     """A missing or invalid setting: an API key, an unknown provider, model or alias, a bad URL."""
+
+
+class CassetteMissError(ConfigError):
+    """Replay mode met a request the cassette holds no recorded answer for; the message says how to record one.
+
+    Attributes:
+        digest: the canonical request digest that was looked up.
+    """
+
+    def __init__(self, message: str, *, digest: str) -> None:
+        super().__init__(message)
+        self.digest = digest
 
 
 class InputError(OperatorError):
