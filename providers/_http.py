@@ -1,0 +1,144 @@
+"""Helpers the SDK adapters share: which HTTP statuses are worth retrying, `retry-after` parsing, redaction.
+
+Private to `providers/`. Each adapter still translates its own SDK's exceptions in its own `_map_error`; this
+module only holds the vendor-neutral rules, so the two adapters cannot drift apart on them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Iterable, Mapping
+
+from vibe.errors import ProviderError
+
+# Statuses that can succeed on a later attempt: request timeout, conflict (a concurrent request on the vendor's
+# side), rate limit, and every server-side failure (Anthropic's 529 "overloaded" included).
+_RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+
+# Shown instead of a secret wherever one would otherwise appear.
+_REDACTED = "[REDACTED]"
+
+# A reply we cannot read (invalid JSON, missing fields, the wrong content type) is usually a proxy or load
+# balancer answering for the vendor during a hiccup, so it is retryable; the manager's bounded retries cap the
+# cost when it is not transient.
+MALFORMED_RETRYABLE = True
+
+
+def status_retryable(status: int) -> bool:
+    """Whether a request that failed with HTTP `status` can succeed when sent again unchanged."""
+    return status in _RETRYABLE_STATUSES or status >= 500
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait, from `retry-after-ms`, `retry-after` (seconds or an HTTP date).
+
+    Args:
+        headers: response headers (a case-insensitive mapping such as the SDKs' `Headers`, or a plain dict with
+            lower-case names).
+        now: the current Unix time, for tests; defaults to `time.time()`.
+
+    Returns:
+        A non-negative number of seconds, or None when the server said nothing usable.
+    """
+    if headers is None:
+        return None
+    # `retry-after-ms` is the vendors' more precise variant (OpenAI and Anthropic both send it).
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    seconds = _number(raw)
+    if seconds is not None:
+        return seconds
+    parsed = email.utils.parsedate_tz(raw)
+    if parsed is None:
+        return None
+    return max(0.0, float(email.utils.mktime_tz(parsed)) - (time.time() if now is None else now))
+
+
+def _number(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return None
+    return value
+
+
+class Redactor:
+    """Removes secrets (API keys) from text before it reaches an exception, a log line or an artifact."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        # Longest first, so a key that contains another key is replaced whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+    def scrub(self, exc: BaseException) -> None:
+        """Redact an SDK exception in place, so a traceback of the cause chain cannot show a secret either.
+
+        SDK errors quote the response body, and a proxy may echo the key it was sent; `raise ... from exc`
+        keeps the SDK exception reachable, so its text is cleaned rather than dropped.
+        """
+        if not self._secrets:
+            return
+        exc.args = tuple(self(a) if isinstance(a, str) else a for a in exc.args)
+        for attr in ("message", "body", "api_message"):
+            value = getattr(exc, attr, None)
+            if isinstance(value, str):
+                setattr(exc, attr, self(value))
+            elif isinstance(value, dict | list):
+                setattr(exc, attr, _redact_json(value, self))
+
+
+def _redact_json(value: object, redact: Redactor) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v, redact) for v in value]
+    return value
+
+
+def status_error(
+    provider: str,
+    status: int,
+    detail: str | None,
+    headers: Mapping[str, str] | None,
+    redact: Redactor,
+) -> ProviderError:
+    """The `ProviderError` for an HTTP error status, with retryability and `retry_after` filled in."""
+    retryable = status_retryable(status)
+    retry_after = retry_after_seconds(headers) if retryable else None
+    message = f"{provider}: HTTP {status}"
+    if detail:
+        message += f": {_shorten(redact(detail))}"
+    if retry_after is not None:
+        message += f" (retry after {retry_after:g}s)"
+    return ProviderError(message, provider=provider, retryable=retryable, status=status, retry_after=retry_after)
+
+
+def malformed_error(provider: str, what: str, redact: Redactor, *, status: int | None = None) -> ProviderError:
+    """The `ProviderError` for a reply that could not be read (see `MALFORMED_RETRYABLE`)."""
+    return ProviderError(
+        f"{provider}: malformed response: {_shorten(redact(what))}",
+        provider=provider,
+        retryable=MALFORMED_RETRYABLE,
+        status=status,
+    )
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
