@@ -1,0 +1,147 @@
+"""`build_provider`: the `Provider` that serves one model, given the settings and the replay mode.
+
+Which adapter serves a provider is data (`models.toml`: `adapter = ...`); this module maps adapter names to
+constructors and provider names to their settings (key, environment variable, base URL). The replay mode
+(`VIBE_REPLAY`) decides between the real adapter, the cassette, or the real adapter recording into the cassette:
+
+| mode     | result                                                                                      |
+| -------- | ------------------------------------------------------------------------------------------- |
+| `off`    | the real adapter; a missing API key is a ConfigError naming the variable to set              |
+| `replay` | `ReplayProvider(VIBE_CASSETTE)`; the cassette file must exist                                |
+| `record` | `RecordingProvider(real adapter, VIBE_CASSETTE)`                                             |
+| `auto`   | real when the provider has a key (or needs none), else the cassette when one is set, else the error |
+
+Models of the `replay` provider (`replay:<anything>`) always answer from the cassette.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+from pydantic import SecretStr
+
+from providers.base import Provider
+from providers.registry import ModelSpec
+from providers.replay import RecordingProvider, ReplayProvider
+from vibe.errors import ConfigError
+from vibe.settings import Settings
+
+# The environment variable that holds each provider's key, for error messages.
+KEY_ENV_VARS: dict[str, str] = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "xai": "XAI_API_KEY",
+    "compat": "VIBE_COMPAT_API_KEY",
+}
+# Providers that work without a key (a local Ollama or vLLM usually has none).
+KEYLESS_PROVIDERS = frozenset({"compat"})
+
+_Constructor = Callable[[ModelSpec, Settings, "httpx2.AsyncClient | None"], Provider]
+
+
+def _base_url(provider: str, settings: Settings) -> str | None:
+    # None keeps the SDK's default, which honours ANTHROPIC_BASE_URL / OPENAI_BASE_URL.
+    urls: dict[str, str | None] = {
+        "anthropic": settings.anthropic_base_url,
+        "openai": settings.openai_base_url,
+        "gemini": settings.gemini_base_url,
+        "xai": settings.xai_base_url,
+        "compat": settings.compat_base_url,
+    }
+    return urls.get(provider)
+
+
+def _anthropic(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient | None) -> Provider:
+    from providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(
+        api_key=settings.api_key(spec.provider),
+        base_url=_base_url(spec.provider, settings),
+        timeout_s=settings.llm_timeout_s,
+        http_client=http_client,
+    )
+
+
+def _openai_compatible(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient | None) -> Provider:
+    from providers.openai_compat import OpenAICompatibleProvider
+
+    return OpenAICompatibleProvider(
+        spec.provider,
+        api_key=settings.api_key(spec.provider),
+        base_url=_base_url(spec.provider, settings),
+        timeout_s=settings.llm_timeout_s,
+        http_client=http_client,
+    )
+
+
+# Adapter name (models.toml `adapter = ...`) -> constructor. SDKs are imported only when their adapter is built.
+ADAPTERS: dict[str, _Constructor] = {
+    "anthropic": _anthropic,
+    "openai": _openai_compatible,
+}
+REPLAY_ADAPTER = "replay"
+
+
+def build_provider(spec: ModelSpec, settings: Settings, *, http_client: httpx2.AsyncClient | None = None) -> Provider:
+    """The provider that answers requests for `spec`, honouring `settings.replay` (see the module docstring).
+
+    Args:
+        spec: the resolved model (`ModelRegistry.resolve`).
+        settings: API keys, base URLs, timeout, replay mode and cassette.
+        http_client: an `httpx2.AsyncClient` for the real adapter (tests, a shared pool); not closed by it.
+
+    Raises:
+        ConfigError: the key is missing (the message names the variable), the cassette is not set or its file
+            does not exist where replaying needs it, or the adapter is unknown.
+    """
+    mode = settings.replay
+    if spec.adapter == REPLAY_ADAPTER:
+        return ReplayProvider(_existing_cassette(spec, settings), spec.provider)
+    if spec.adapter not in ADAPTERS:
+        raise ConfigError(
+            f"provider {spec.provider!r} names adapter {spec.adapter!r}, which does not exist; "
+            f"known adapters: {', '.join([*ADAPTERS, REPLAY_ADAPTER])}"
+        )
+    if mode == "replay":
+        return ReplayProvider(_existing_cassette(spec, settings), spec.provider)
+    if mode == "record":
+        return RecordingProvider(_real(spec, settings, http_client), _cassette(spec, settings))
+    if mode == "auto" and not _has_key(spec.provider, settings) and settings.cassette is not None:
+        return ReplayProvider(_existing_cassette(spec, settings), spec.provider)
+    return _real(spec, settings, http_client)
+
+
+def _has_key(provider: str, settings: Settings) -> bool:
+    if provider in KEYLESS_PROVIDERS:
+        return True
+    key: SecretStr | None = settings.api_key(provider)
+    return key is not None and bool(key.get_secret_value())
+
+
+def _real(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient | None) -> Provider:
+    if not _has_key(spec.provider, settings):
+        env = KEY_ENV_VARS.get(spec.provider, f"the API key of {spec.provider}")
+        hint = "" if settings.replay != "auto" else " (or set VIBE_CASSETTE to answer from recorded responses)"
+        raise ConfigError(f"no API key for {spec.id}: set {env}{hint}")
+    return ADAPTERS[spec.adapter](spec, settings, http_client)
+
+
+def _cassette(spec: ModelSpec, settings: Settings) -> Path:
+    if settings.cassette is None:
+        raise ConfigError(
+            f"{spec.id} needs a cassette (replay mode {settings.replay!r}): set VIBE_CASSETTE to the cassette file"
+        )
+    return settings.cassette
+
+
+def _existing_cassette(spec: ModelSpec, settings: Settings) -> Path:
+    path = _cassette(spec, settings)
+    if not path.expanduser().is_file():
+        raise ConfigError(
+            f"cassette {path} does not exist (needed to replay {spec.id}); record one with VIBE_REPLAY=record "
+            "and a real API key, or point VIBE_CASSETTE at an existing file"
+        )
+    return path
