@@ -122,8 +122,10 @@ class Cassette:
             return {}
         except ValueError as exc:
             raise ConfigError(f"cassette {self.path} is not valid JSON ({exc}); fix or delete it") from exc
-        if not isinstance(data, dict) or data.get("version") != CASSETTE_VERSION or not isinstance(
-            data.get("entries"), dict
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != CASSETTE_VERSION
+            or not isinstance(data.get("entries"), dict)
         ):
             raise ConfigError(
                 f"cassette {self.path} is not a version-{CASSETTE_VERSION} cassette "

@@ -31,11 +31,13 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
+
+import pytest
 
 Responder = Callable[[dict[str, Any]], str]
 Protocol = Literal["anthropic", "openai"]
@@ -86,10 +88,12 @@ def status(
     echo_auth: bool = False,
 ) -> Behaviour:
     """An HTTP error reply with the vendor's error body; `retry_after` may be seconds or an HTTP date."""
+    if retry_after is not None and not isinstance(retry_after, str):
+        retry_after = f"{retry_after:g}"
     return Behaviour(
         "status",
         code=code,
-        retry_after=None if retry_after is None else (retry_after if isinstance(retry_after, str) else f"{retry_after:g}"),
+        retry_after=retry_after,
         retry_after_ms=None if retry_after_ms is None else f"{retry_after_ms:g}",
         message=message,
         echo_auth=echo_auth,
@@ -411,8 +415,14 @@ class _Handler(BaseHTTPRequestHandler):
                 "error": {"type": _ANTHROPIC_ERROR_TYPES.get(code, "api_error"), "message": message},
             }
         else:
-            payload = {"error": {"message": message, "type": _OPENAI_ERROR_TYPES.get(code, "server_error"),
-                                 "param": None, "code": None}}
+            payload = {
+                "error": {
+                    "message": message,
+                    "type": _OPENAI_ERROR_TYPES.get(code, "server_error"),
+                    "param": None,
+                    "code": None,
+                }
+            }
         self._send_json(code, payload, protocol=protocol, extra_headers=headers)
 
     def _send_json(
@@ -471,3 +481,14 @@ _OPENAI_ERROR_TYPES = {
     404: "invalid_request_error",
     429: "rate_limit_exceeded",
 }
+
+
+@pytest.fixture
+def llm_server() -> Iterator[FakeLLMServer]:
+    """A running `FakeLLMServer` with the echo responder; stopped after the test.
+
+    Other test packages get it with `from tests.fakes.llm_server import llm_server  # noqa: F401` in their
+    conftest.py; set `llm_server.responder = ...` to compute replies.
+    """
+    with FakeLLMServer() as server:
+        yield server
