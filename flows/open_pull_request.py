@@ -1,0 +1,88 @@
+"""The `open_pull_request` flow: publish a repository's changes as the single pull request of a key.
+
+Orchestration only: settings are read here (a flow run is an entry point, locally or on a worker), the work
+is `tasks.pull_requests.publish_pull_request`, and the outcome is shown as a markdown artifact: the PR link,
+or, in local mode (no GITHUB_TOKEN), the PR description that was written to a file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.pull_requests.prefect_tasks import publish_pull_request_task
+from tasks.pull_requests.publish import PullRequestResult, describe
+from vibe.errors import ConfigError
+from vibe.settings import Settings
+
+
+def _load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def _artifact_markdown(result: PullRequestResult) -> str:
+    if result.nothing_to_commit:
+        return f"**Nothing to commit**: no changes to publish on `{result.branch}` against `{result.base}`."
+    if result.local and result.description_path is not None:
+        description = result.description_path.read_text(encoding="utf-8")
+        return (
+            f"**Local mode**: branch `{result.branch}` pushed; no GitHub token, so no pull request was opened.\n"
+            f"The description below is also in `{result.description_path}`.\n\n---\n\n{description}"
+        )
+    verb = "Opened" if result.created else "Updated"
+    return (
+        f"**{verb} pull request [#{result.number}]({result.url})**\n\n"
+        f"Branch `{result.branch}` into `{result.base}`; "
+        f"{'pushed a new commit' if result.pushed else 'the branch already held this change'}."
+    )
+
+
+@flow(name="open_pull_request")
+def open_pull_request(
+    repo_path: str,
+    title: str,
+    body: str = "",
+    key: str | None = None,
+    base: str | None = None,
+    draft: bool = False,
+    github_repo: str | None = None,
+) -> dict[str, Any]:
+    """Commit the repository's uncommitted changes on the key's branch, push, and open or update its PR.
+
+    Args:
+        repo_path: the repository's working tree.
+        title: the PR title.
+        body: the PR description (the hidden marker is appended).
+        key: the request's stable key (default: a hash of the title); the same key updates the same PR.
+        base: the target branch (default: the repository's default branch).
+        draft: open as a draft.
+        github_repo: `owner/name` (default: from the `origin` URL).
+
+    Returns:
+        `{"branch", "number", "url", "created"}` plus `local`, `description_path` and `nothing_to_commit`.
+    """
+    settings = _load_settings()
+    result: PullRequestResult = publish_pull_request_task(
+        Path(repo_path), title=title, body=body, key=key, base=base, draft=draft, github_repo=github_repo,
+        settings=settings,
+    )
+    artifact_key = re.sub(r"[^a-z0-9-]+", "-", f"pull-request-{result.branch}".lower()).strip("-")
+    create_markdown_artifact(
+        key=artifact_key[:100], markdown=_artifact_markdown(result), description=describe(result)
+    )
+    return {
+        **result.to_json_dict(),
+        "local": result.local,
+        "description_path": str(result.description_path) if result.description_path else None,
+        "nothing_to_commit": result.nothing_to_commit,
+    }

@@ -1,0 +1,46 @@
+"""Pull requests: commit a workspace's changes on a key's branch, push it with a lease, open or update its PR.
+
+Public API:
+    publish_pull_request: the idempotent publish (plain function; see `publish.py` for the sequence).
+    PullRequestResult: its outcome (`to_json_dict()` is what `vibe pr --json` prints).
+    render_pr_body: the pipeline's PR description, ending with the hidden marker of its key.
+    GitHubClient / PullRequestHost: the GitHub adapter (PyGithub) and the interface it implements.
+
+The Prefect task wrapper lives in `tasks.pull_requests.prefect_tasks`, so importing this package does not load
+Prefect (the CLI calls these functions directly when no Prefect API is configured).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tasks.pull_requests.body import marker, marker_key, render_pr_body
+from tasks.pull_requests.protocol import PullRequestHost, PullRequestInfo, RepositoryInfo
+from tasks.pull_requests.publish import PullRequestResult, branch_for, default_key, describe, publish_pull_request
+
+if TYPE_CHECKING:
+    from tasks.pull_requests.github import GitHubClient
+
+__all__ = [
+    "GitHubClient",
+    "PullRequestHost",
+    "PullRequestInfo",
+    "PullRequestResult",
+    "RepositoryInfo",
+    "branch_for",
+    "default_key",
+    "describe",
+    "marker",
+    "marker_key",
+    "publish_pull_request",
+    "render_pr_body",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # PyGithub loads only when the GitHub adapter is actually asked for.
+    if name == "GitHubClient":
+        from tasks.pull_requests.github import GitHubClient
+
+        return GitHubClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
