@@ -11,6 +11,7 @@ VibeError
       +-- ProviderError        an LLM provider failed (status, retry_after)
       +-- GitHubError          the GitHub API or a git remote failed
       +-- CacheError           Redis failed (callers degrade to no cache rather than fail)
+      +-- LockTimeoutError     another process held a lock (e.g. a repository's index) for too long
       +-- OrchestrationError   the Prefect API failed or cannot be reached
 ```
 
@@ -110,3 +111,10 @@ class OrchestrationError(ExternalError):
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message, retryable=retryable)
+
+
+class LockTimeoutError(ExternalError):
+    """Another process held a lock (such as a repository index's writer lock) past the wait. Retryable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
