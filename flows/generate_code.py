@@ -1,0 +1,82 @@
+"""generate_code: request -> context from the index -> one model reply -> edits checked against the repository.
+
+Orchestration only. By default nothing is written: the edits are parsed and checked (paths refused, SEARCH
+texts matched) against the repository's working tree and returned; `apply=True` writes them there, all or
+nothing. The full loop with tests and a pull request is `feature_pipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from tasks.codegen.apply import plan_edits, write_plan
+from tasks.codegen.budget import Budget
+from tasks.codegen.generate import Generation, check_budget, prompt_tokens_for
+from tasks.codegen.parser import parse_reply
+from tasks.codegen.prompt import build_messages
+from tasks.codegen.steps import ask_model_task, gather_context_task, index_repo_task
+from vibe.errors import InputError
+from vibe.settings import Settings
+
+
+@flow(name="generate_code", persist_result=False, validate_parameters=False)
+def generate_code(
+    request: str,
+    repo_path: str | Path,
+    model: str | None = None,
+    apply: bool = False,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Ask the model for edits that carry out `request` on the repository at `repo_path`.
+
+    Args:
+        request: what to change.
+        repo_path: the repository (indexed incrementally first).
+        model: alias, role or `provider:model` (default: `settings.model`).
+        apply: write the edits into the repository's working tree when they are all valid.
+        settings: the invocation's settings (default: read from the environment).
+
+    Returns:
+        `{"edits": [{"path", "kind", "blocks"}], "problems": [...], "applied": [...], "reply", "model",
+        "provider", "tokens", "cost_usd"}`; `problems` lists parse errors and SEARCH texts that match zero or
+        several times (nothing is applied then).
+
+    Raises:
+        UnsafeEditError: the reply asked for an edit that is refused (nothing was written).
+        BudgetExceededError: the prompt alone is over the run's budget.
+    """
+    settings = settings or Settings()
+    model = model or settings.model
+    repo = Path(repo_path).expanduser().resolve()
+    if not repo.is_dir():
+        raise InputError(f"{repo} is not a directory: pass the path of a git repository")
+    index_repo_task(repo)
+    context = gather_context_task(repo, request, repo)
+    messages = build_messages(
+        request, budget_tokens=prompt_tokens_for(model), repo_map=context.repo_map, related=context.related
+    )
+    check_budget(Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd), messages, model=model)
+    generation: Generation = ask_model_task(messages, settings, model)
+    parsed = parse_reply(generation.reply)
+    problems = [str(p) for p in parsed.problems]
+    plan = plan_edits(repo, parsed.edits)
+    problems += [str(p) for p in plan.problems]
+    applied: list[str] = []
+    if apply and not problems and plan.writes:
+        applied = list(write_plan(repo, plan))
+    return {
+        "edits": [
+            {"path": e.path, "kind": e.kind, "blocks": len(e.blocks) if e.kind == "search_replace" else 0}
+            for e in parsed.edits
+        ],
+        "problems": problems,
+        "applied": applied,
+        "reply": generation.reply,
+        "model": generation.model,
+        "provider": generation.provider,
+        "tokens": generation.input_tokens + generation.output_tokens,
+        "cost_usd": generation.cost_usd,
+    }

@@ -1,0 +1,203 @@
+"""Generate edits for a request: gather context from the index, ask the model, parse its reply.
+
+These are the plain functions; `steps.py` wraps them as Prefect tasks for the flows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from providers.base import CompletionRequest, Message
+from providers.manager import ProviderManager
+from providers.registry import ModelRegistry, ModelSpec
+from tasks.codegen.budget import Budget
+from tasks.codegen.prompt import SYSTEM_PROMPT, ContextFile, estimate_tokens, prompt_budget
+from vibe.settings import Settings
+
+# Whole files up to this size go into the prompt; larger ones are shown as the matching snippet.
+_WHOLE_FILE_CHARS = 24_000
+# Prompts stay under this even for models with huge windows: past it, more context costs more than it helps.
+PROMPT_CAP_TOKENS = 60_000
+# Replies are edits of a few files; a cap keeps a runaway reply from costing the model's whole output window.
+_MAX_REPLY_TOKENS = 16_000
+
+
+@dataclass(frozen=True)
+class CodeContext:
+    """What the model is shown about the repository: its map and the code most related to the request."""
+
+    repo_map: str
+    related: tuple[ContextFile, ...]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answered LLM call of the pipeline, as persisted in the run's journal."""
+
+    reply: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cached: bool
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Generation:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+def gather_context(
+    repo: Path,
+    request: str,
+    *,
+    read_root: Path | None = None,
+    store_dir: Path | None = None,
+    k: int = 8,
+    map_tokens: int = 1024,
+) -> CodeContext:
+    """Search the index of `repo` for the request and build the repository map around the hits.
+
+    Args:
+        repo: the indexed repository (index it first with `tasks.indexing.index_repository`).
+        request: the user's request, used as the search query.
+        read_root: where to read the files shown whole (the workspace; default `repo`).
+        store_dir: the index store (default: the indexer's).
+        k: how many search hits to consider.
+        map_tokens: the size of the repository map.
+    """
+    from tasks.indexing import build_repo_map, search_code
+
+    root = read_root or repo
+    hits = search_code(repo, request, k=k, store_dir=store_dir)
+    mentions = tuple(dict.fromkeys(hit.path for hit in hits))
+    repo_map = build_repo_map(repo, max_tokens=map_tokens, mentions=mentions, store_dir=store_dir)
+    related: list[ContextFile] = []
+    seen: set[str] = set()
+    for hit in hits:
+        if hit.path in seen:
+            continue
+        path = root / hit.path
+        text: str | None = None
+        try:
+            if path.is_file() and path.stat().st_size <= _WHOLE_FILE_CHARS:
+                text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if text is not None:
+            seen.add(hit.path)
+            related.append(ContextFile(path=hit.path, text=text))
+        else:
+            related.append(ContextFile(path=hit.path, text=hit.text, start_line=hit.start_line, end_line=hit.end_line))
+    return CodeContext(repo_map=repo_map, related=tuple(related))
+
+
+def read_context_files(root: Path, paths: Sequence[str]) -> tuple[ContextFile, ...]:
+    """The current whole content of `paths` under `root` (skipping deleted, binary and oversize files)."""
+    files: list[ContextFile] = []
+    for rel in paths:
+        path = root / rel
+        try:
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > _WHOLE_FILE_CHARS:
+                continue
+            files.append(ContextFile(path=rel, text=path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return tuple(files)
+
+
+def model_spec(model: str) -> ModelSpec:
+    """The registry's entry for `model` (alias, role or `provider:model`)."""
+    return ModelRegistry.load().resolve(model)
+
+
+def prompt_tokens_for(model: str) -> int:
+    """The prompt budget for `model`: its context window less its reply and a reserve, capped."""
+    spec = model_spec(model)
+    return prompt_budget(spec.context_window, reply_tokens(spec), cap=PROMPT_CAP_TOKENS)
+
+
+def reply_tokens(spec: ModelSpec) -> int:
+    """The `max_tokens` asked for a reply of `spec`."""
+    return min(spec.max_output, _MAX_REPLY_TOKENS)
+
+
+def check_budget(budget: Budget, messages: Sequence[Message], *, model: str) -> None:
+    """Raise `BudgetExceededError` when the run's budget does not allow sending `messages` to `model`."""
+    spec = model_spec(model)
+    estimate = estimate_tokens(SYSTEM_PROMPT) + sum(estimate_tokens(m.content) for m in messages)
+    budget.check(estimated_input_tokens=estimate, input_price_per_mtok=spec.input_per_mtok)
+
+
+async def ask_model(
+    messages: Sequence[Message],
+    *,
+    settings: Settings,
+    model: str,
+    fallbacks: Sequence[str] | None = None,
+    budget: Budget | None = None,
+) -> Generation:
+    """Send the conversation to the model through the ProviderManager (which owns retries and failover).
+
+    Args:
+        messages: the conversation (see `prompt.build_messages`).
+        settings: the invocation's settings.
+        model: alias, role or `provider:model`.
+        fallbacks: models to fail over to (default: the settings' or the registry's chain).
+        budget: when given, checked before the call and charged after it.
+
+    Raises:
+        BudgetExceededError: the budget does not allow this call (nothing was sent).
+        ProviderError, ConfigError: as `ProviderManager.complete` raises them.
+    """
+    if budget is not None:
+        check_budget(budget, messages, model=model)
+    request = CompletionRequest(
+        model=model, system=SYSTEM_PROMPT, messages=tuple(messages), max_tokens=reply_tokens(model_spec(model))
+    )
+    async with ProviderManager.from_settings(settings) as manager:
+        response = await manager.complete(request, fallbacks=fallbacks)
+    generation = Generation(
+        reply=response.text,
+        provider=response.provider,
+        model=response.model,
+        input_tokens=response.usage.input_tokens,
+        output_tokens=response.usage.output_tokens,
+        cost_usd=response.cost_usd,
+        cached=response.cached,
+    )
+    if budget is not None:
+        charge(budget, generation)
+    return generation
+
+
+def charge(budget: Budget, generation: Generation) -> None:
+    """Add one generation's usage to the run's budget."""
+    budget.charge(
+        generation.provider,
+        input_tokens=generation.input_tokens,
+        output_tokens=generation.output_tokens,
+        cost_usd=generation.cost_usd,
+        cached=generation.cached,
+    )
+
+
+_DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|sec|seconds)\b")
+
+
+def normalise_output(text: str, *, workspace: Path) -> str:
+    """Test output made stable across runs: the workspace's temporary path and timings removed.
+
+    The model should see paths relative to the repository, and identical failures must produce identical
+    prompts (the LLM cache and replay cassettes key on the prompt).
+    """
+    for prefix in {str(workspace), str(workspace.resolve())}:
+        text = text.replace(prefix + "/", "").replace(prefix, ".")
+    return _DURATION.sub("<t>", text)

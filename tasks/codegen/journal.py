@@ -1,0 +1,71 @@
+"""A run's journal: the results of its finished steps, persisted under the request key.
+
+A pipeline run writes each finished step (a model's reply, a test report, the pull request) here as soon as the
+step ends. Re-running with the same key replays finished steps from the journal instead of doing them again,
+so a crashed run resumes without a repeated LLM call or a second pull request. One JSON file per key, replaced
+atomically on every write, so a crash never leaves it half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_VERSION = 1
+
+
+def request_key(request: str, repo: Path, *, base_commit: str | None = None) -> str:
+    """A stable key for `request` on `repo` (and, when given, its base commit): 16 hex digits."""
+    material = "\0".join([request.strip(), str(Path(repo).resolve()), base_commit or ""])
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+class RunJournal:
+    """The persisted step results of one request key.
+
+    Attributes:
+        key: the request key.
+        directory: the run's directory (`<home>/runs/<key>/`); also holds its patch and summary files.
+    """
+
+    def __init__(self, home: Path, key: str) -> None:
+        if not key or not all(c.isalnum() or c in "-_" for c in key):
+            raise ValueError(f"invalid run key {key!r}: use letters, digits, '-' and '_'")
+        self.key = key
+        self.directory = Path(home) / "runs" / key
+        self._file = self.directory / "journal.json"
+        self._steps: dict[str, Any] = {}
+        if self._file.exists():
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+            if data.get("version") == _VERSION:
+                self._steps = dict(data.get("steps", {}))
+
+    def get(self, step: str) -> Any:
+        """The persisted result of `step`, or None when it has not finished."""
+        return self._steps.get(step)
+
+    def has(self, step: str) -> bool:
+        return step in self._steps
+
+    def put(self, step: str, value: Any) -> None:
+        """Persist `value` (JSON-able) as the result of `step`."""
+        self._steps[step] = value
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"version": _VERSION, "key": self.key, "steps": self._steps}, indent=1, default=str)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".journal-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(payload)
+            os.replace(tmp, self._file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def clear(self) -> None:
+        """Forget every step (a fresh start under the same key)."""
+        self._steps = {}
+        self._file.unlink(missing_ok=True)

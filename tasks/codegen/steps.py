@@ -1,0 +1,163 @@
+"""The pipeline's steps as thin Prefect tasks over the plain functions of `tasks/`.
+
+Retries: only faults an outside system calls retryable are retried, and never where another layer already
+retries them: LLM calls (the ProviderManager retries and fails over) and GitHub calls (the GitHub adapter
+retries) get no task retries at all. Results are not persisted by Prefect: the pipeline keeps its own journal
+(`journal.py`) keyed by the request, which is what makes a re-run resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from providers.base import Message
+from tasks.codegen.apply import DEFAULT_MAX_FILE_BYTES, apply_edits
+from tasks.codegen.generate import CodeContext, Generation, ask_model, gather_context, normalise_output
+from tasks.codegen.parser import parse_reply
+from vibe.errors import ExternalError, GitHubError, ProviderError
+from vibe.settings import Settings
+
+
+def only_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect `retry_condition_fn`: retry a retryable outside fault that no lower layer retries already."""
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    if isinstance(exc, ProviderError | GitHubError):
+        return False
+    return isinstance(exc, ExternalError) and exc.retryable
+
+
+@task(
+    name="index-repository",
+    retries=2,
+    retry_delay_seconds=[1, 4],
+    retry_condition_fn=only_retryable,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def index_repo_task(repo: Path, store_dir: Path | None = None) -> dict[str, Any]:
+    """Bring the repository's index up to date (incremental: only changed files are read)."""
+    from dataclasses import asdict, is_dataclass
+
+    from tasks.indexing import index_repository
+
+    stats = index_repository(repo, full=False, store_dir=store_dir)
+    if is_dataclass(stats) and not isinstance(stats, type):
+        return asdict(stats)
+    return dict(vars(stats))
+
+
+@task(
+    name="gather-context",
+    retries=2,
+    retry_delay_seconds=[1, 4],
+    retry_condition_fn=only_retryable,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def gather_context_task(repo: Path, request: str, read_root: Path, store_dir: Path | None = None) -> CodeContext:
+    """Search hits and repository map for the request."""
+    return gather_context(repo, request, read_root=read_root, store_dir=store_dir)
+
+
+@task(name="ask-model", cache_policy=NO_CACHE, persist_result=False)
+def ask_model_task(
+    messages: Sequence[Message], settings: Settings, model: str, fallbacks: Sequence[str] | None = None
+) -> Generation:
+    """One LLM call through the ProviderManager (no task retries: the manager owns them)."""
+    return run_coro_as_sync(ask_model(messages, settings=settings, model=model, fallbacks=fallbacks))
+
+
+@task(name="apply-edits", cache_policy=NO_CACHE, persist_result=False)
+def apply_reply_task(root: Path, reply: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, Any]:
+    """Parse a reply and apply its edits under `root`, all or nothing.
+
+    Returns:
+        `{"written": [paths], "problems": [messages for the model]}`; nothing was written when `problems`
+        is non-empty.
+
+    Raises:
+        UnsafeEditError: an edit is refused (nothing was written).
+    """
+    parsed = parse_reply(reply)
+    problems = [str(p) for p in parsed.problems]
+    if not parsed.edits and not problems:
+        problems.append("the reply contains no edit: put each file path on its own line, then a fenced block")
+    if problems:
+        return {"written": [], "problems": problems}
+    plan = apply_edits(root, parsed.edits, max_file_bytes=max_file_bytes)
+    if not plan.ok:
+        return {"written": [], "problems": [str(p) for p in plan.problems]}
+    return {"written": [w.path for w in plan.writes], "problems": []}
+
+
+@task(
+    name="run-tests",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=only_retryable,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def run_tests_task(workspace: Path, settings: Settings, command: str | None = None) -> dict[str, Any]:
+    """Run the workspace's test suite in the sandbox; the report as JSON plus its digest and markdown."""
+    from tasks.testing import run_test_suite
+
+    report = run_test_suite(
+        workspace, command=command, timeout_s=settings.test_timeout_s, memory_mb=settings.test_memory_mb
+    )
+    return {
+        "ok": report.ok,
+        "report": report.to_json_dict(),
+        "digest": normalise_output(report.failure_digest(6000), workspace=workspace),
+        "markdown": normalise_output(report.to_markdown(), workspace=workspace),
+    }
+
+
+@task(name="publish-pull-request", cache_policy=NO_CACHE, persist_result=False)
+def publish_pr_task(
+    repo: Path,
+    workspace: Path,
+    *,
+    title: str,
+    body_args: dict[str, Any],
+    key: str,
+    base: str | None,
+    tests_passed: bool,
+    github_repo: str | None,
+    settings: Settings,
+) -> dict[str, Any]:
+    """Commit the workspace's changes, push the key's branch and open or update its PR.
+
+    No task retries: the GitHub adapter retries its own calls. The PR is a draft when the tests fail and
+    `settings.pr_draft_on_failure` is set (the policy lives in `publish_pull_request`).
+
+    Returns:
+        `{"branch", "number", "url", "created", "local", "description_path", "base"}`.
+    """
+    from tasks.pull_requests import publish_pull_request, render_pr_body
+
+    result = publish_pull_request(
+        repo,
+        title=title,
+        body=render_pr_body(**body_args),
+        key=key,
+        base=base,
+        github_repo=github_repo,
+        source=workspace,
+        settings=settings,
+        tests_passed=tests_passed,
+    )
+    return {
+        **result.to_json_dict(),
+        "local": result.local,
+        "description_path": str(result.description_path) if result.description_path else None,
+        "base": result.base,
+        "nothing_to_commit": result.nothing_to_commit,
+    }

@@ -1,0 +1,1 @@
+# Makes the `textstats` package importable from the tests without installing it.

@@ -1,0 +1,1 @@
+"""Small statistics helpers for text and numbers."""
