@@ -1,0 +1,217 @@
+"""`vibe run` (the whole pipeline on one request) and `vibe demo` (the same on a bundled sample, offline)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vibe.cli._app import app, emit, fail, load_settings, tracked
+from vibe.errors import VibeError
+
+if TYPE_CHECKING:
+    from vibe.settings import Settings
+
+# The model the bundled cassette was recorded with: the demo always asks for it, whatever VIBE_MODEL says.
+DEMO_MODEL = "anthropic:claude-sonnet-4-5"
+_SUMMARY_KEYS = ("status", "attempts", "tests", "pr", "cost_usd", "run_id")
+
+
+def _show_progress() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("vibe.pipeline")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+@app.command()
+def run(
+    request: Annotated[str, typer.Argument(help="What to change, in plain words.")],
+    repo: Annotated[Path, typer.Option("--repo", help="The git repository to change (its HEAD).")] = Path("."),
+    model: Annotated[str | None, typer.Option("--model", help="Alias or provider:model (default: VIBE_MODEL).")] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", min=1, max=20, help="Generate-and-test rounds (default 3).")
+    ] = None,
+    no_pr: Annotated[bool, typer.Option("--no-pr", help="Do not open a pull request; keep the patch.")] = False,
+    github_repo: Annotated[
+        str | None, typer.Option("--github-repo", help="OWNER/NAME on GitHub (default: from the origin URL).")
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Request key: the same key resumes the same run.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming the key's run.")] = False,
+    test_command: Annotated[
+        str | None, typer.Option("--test-command", help="The test command (default: detected).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run the whole pipeline: index, generate, apply in a workspace, test, repair, open the pull request.
+
+    Exit code 0 when the tests pass at the end, 1 when they do not (or the budget ran out), 2 on an error.
+    """
+    settings = load_settings()
+    if not as_json:
+        _show_progress()
+    try:
+        from flows.feature_pipeline import feature_pipeline
+
+        arguments: dict[str, Any] = {
+            "request": request,
+            "repo_path": str(repo),
+            "model": model,
+            "max_attempts": max_attempts,
+            "open_pr": not no_pr,
+            "github_repo": github_repo,
+            "key": key,
+            "test_command": test_command,
+            "fresh": fresh,
+            "settings": settings,
+        }
+        # Without a Prefect API the same steps run as plain calls: no ephemeral server to start.
+        summary = feature_pipeline(**arguments) if tracked(settings) else feature_pipeline.fn(**arguments)
+    except VibeError as exc:
+        fail(exc)
+    emit({k: summary.get(k) for k in _SUMMARY_KEYS}, as_json=as_json, human=_human(summary))
+    raise typer.Exit(0 if summary["status"] == "passed" else 1)
+
+
+def _human(summary: dict[str, Any]) -> str:
+    tests = summary["tests"]
+    lines = [
+        f"{summary['status']} after {summary['attempts']} attempt(s): "
+        f"{tests['passed']} tests passed, {tests['failed']} failed; "
+        f"{summary.get('tokens', 0)} tokens, ${summary['cost_usd']:.4f}",
+    ]
+    if summary.get("stopped"):
+        lines.append(f"stopped: {summary['stopped']}")
+    if summary.get("resumed"):
+        lines.append(f"resumed run {summary.get('key')} (finished steps were not repeated)")
+    pr = summary.get("pr")
+    if pr and pr.get("url"):
+        lines.append(f"pull request: {pr['url']} (branch {pr['branch']})")
+    elif pr:
+        lines.append(f"local mode: branch {pr['branch']} pushed; PR description in {pr.get('description_path')}")
+    if summary.get("patch"):
+        lines.append(f"patch: {summary['patch']}")
+    if summary.get("summary_path"):
+        lines.append(f"run summary: {summary['summary_path']}")
+    if summary.get("run_id"):
+        lines.append(f"Prefect flow run: {summary['run_id']}")
+    return "\n".join(lines)
+
+
+def prepare_demo(settings: Settings, *, where: Path | None = None) -> tuple[Path, Path]:
+    """Copy the bundled sample repository, make it a git repository with a bare `origin`, and return both.
+
+    Args:
+        settings: for `home` (the demo lives under `<home>/demo/<timestamp>/` unless `where` is given).
+        where: the directory to create the demo in.
+
+    Returns:
+        `(repository, bare remote)`.
+    """
+    import shutil
+    import subprocess
+    import time
+
+    from vibe.demo import SAMPLE_REPO
+
+    base = (where or settings.home / "demo" / time.strftime("%Y%m%d-%H%M%S")).expanduser().resolve()
+    root, n = base, 1
+    while root.exists() and any(root.iterdir()):
+        root, n = base.with_name(f"{base.name}-{n}"), n + 1
+    repo = root / "textstats"
+    remote = root / "textstats-remote.git"
+    shutil.copytree(SAMPLE_REPO, repo, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    identity = ["-c", "user.name=vibe demo", "-c", "user.email=demo@vibe.invalid", "-c", "commit.gpgsign=false"]
+
+    def git(*args: str, cwd: Path = repo) -> None:
+        subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True)
+
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(remote), cwd=root)
+    git("init", "--quiet", "--initial-branch=main")
+    git("add", "--all")
+    git("commit", "--quiet", "-m", "textstats: mean and word counts")
+    git("remote", "add", "origin", str(remote))
+    git("push", "--quiet", "origin", "main")
+    return repo, remote
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: replay from the bundled cassette, embedded cache, local PR mode, no keys at all."""
+    from vibe.demo import CASSETTE
+
+    return settings.model_copy(
+        update={
+            "replay": "replay",
+            "cassette": CASSETTE,
+            "model": DEMO_MODEL,
+            "fallbacks": (),
+            "redis_url": None,
+            "github_token": None,
+            "anthropic_api_key": None,
+            "openai_api_key": None,
+            "gemini_api_key": None,
+            "xai_api_key": None,
+            "budget_usd": None,
+            "budget_tokens": None,
+            "max_attempts": 3,
+        }
+    )
+
+
+@app.command()
+def demo(
+    where: Annotated[
+        Path | None, typer.Option("--dir", help="Where to create the demo (default: VIBE_HOME/demo/<time>).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run the whole pipeline offline on a bundled sample repository (no API key, no network, no servers).
+
+    The model's replies come from a recorded cassette: the first attempt fails a test, the failure goes back to
+    the model, the second attempt passes; the branch is pushed to a local bare remote and the PR description is
+    written to a file.
+    """
+    settings = demo_settings(load_settings())
+    if not as_json:
+        _show_progress()
+    try:
+        from flows.feature_pipeline import feature_pipeline
+        from vibe.demo import REQUEST
+
+        repo, remote = prepare_demo(settings, where=where)
+        if not as_json:
+            typer.echo(f"demo repository: {repo} (origin: {remote})", err=True)
+            typer.echo(f"request: {REQUEST}", err=True)
+        summary = feature_pipeline(request=REQUEST, repo_path=str(repo), settings=settings)
+    except VibeError as exc:
+        fail(exc)
+    payload = {**{k: summary.get(k) for k in _SUMMARY_KEYS}, "repo": str(repo), "remote": str(remote)}
+    emit(payload, as_json=as_json, human=_demo_human(summary, repo, remote))
+    raise typer.Exit(0 if summary["status"] == "passed" else 1)
+
+
+def _demo_human(summary: dict[str, Any], repo: Path, remote: Path) -> str:
+    pr = summary.get("pr") or {}
+    branch = pr.get("branch", "?")
+    lines = [
+        "",
+        _human(summary),
+        "",
+        "Where to look:",
+        f"  the sample repository:  {repo}  (its working tree is untouched)",
+        f"  the pushed branch:      git -C {remote} log --stat main..{branch}",
+        f"  the PR description:     {pr.get('description_path')}",
+        f"  the change as a patch:  {summary.get('patch')}",
+        f"  the run's summary:      {summary.get('summary_path')}",
+    ]
+    if summary.get("run_id"):
+        lines += [
+            f"  the Prefect flow run:   {summary['run_id']}",
+            "      see it in the UI: run `prefect server start`, open http://127.0.0.1:4200/runs and pick",
+            "      the feature_pipeline run (its progress, test table and summary are its artifacts)",
+        ]
+    return "\n".join(lines)
