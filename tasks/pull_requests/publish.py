@@ -84,8 +84,8 @@ def branch_for(key: str) -> str:
 
     The hash keeps keys that slug alike (`Add X` and `add-x`) on different branches.
     """
-    slug = re.sub(r"[^a-z0-9._-]+", "-", key.lower()).strip("-.")[:_MAX_SLUG].strip("-.")
-    slug = re.sub(r"\.\.+", ".", slug).removesuffix(".lock")
+    slug = re.sub(r"[^a-z0-9._]+", "-", key.lower())
+    slug = re.sub(r"\.\.+", ".", slug).strip("-.")[:_MAX_SLUG].strip("-.").removesuffix(".lock")
     if slug != key:
         digest = hashlib.sha256(key.encode()).hexdigest()[:8]
         slug = f"{slug}-{digest}" if slug else digest
