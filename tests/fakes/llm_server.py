@@ -198,7 +198,10 @@ class FakeLLMServer:
         self._stopping.clear()
         httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="fake-llm-server", daemon=True)
+        # A short poll interval keeps stop() fast (shutdown waits for the serving loop's next poll).
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-llm-server", daemon=True
+        )
         self._thread.start()
         return self
 
