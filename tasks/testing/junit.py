@@ -1,0 +1,151 @@
+"""Per-test results from JUnit XML (pytest, jest-junit, surefire, gotestsum...) and from runners' text output.
+
+The XML was written by a process running untrusted code, so it is read defensively: a size cap, and the
+standard library's expat parser (which fetches no external entities and, since expat 2.4, bounds entity
+expansion). A malformed file is "no results", never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tasks.testing.report import Outcome, TestCaseResult, trim_message
+
+__all__ = ["merge_results", "parse_cargo_output", "parse_go_output", "parse_junit", "pytest_node_id"]
+
+_MAX_XML_BYTES = 64 * 1024 * 1024
+
+
+def pytest_node_id(classname: str, name: str, file: str | None) -> str:
+    """Rebuild pytest's node id (`tests/test_a.py::TestC::test_x[1]`) from a JUnit testcase.
+
+    pytest's xunit1 family writes the file; the class path is what remains of `classname` after the module.
+    """
+    if not classname:
+        return name
+    if file:
+        file = file.replace("\\", "/")
+        module = file[:-3].replace("/", ".") if file.endswith(".py") else file
+        rest = classname[len(module) :].lstrip(".") if classname.startswith(module) else ""
+        return "::".join(part for part in (file, *rest.split("."), name) if part) if rest else f"{file}::{name}"
+    return f"{classname.replace('.', '/')}.py::{name}"
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _message(element: ET.Element) -> str:
+    message = element.get("message") or ""
+    body = (element.text or "").strip()
+    if body and message and message in body:
+        return trim_message(body)
+    return trim_message(f"{message}\n{body}" if body else message)
+
+
+def parse_junit(path: Path, *, pytest_ids: bool = False) -> list[TestCaseResult]:
+    """The test cases of a JUnit XML file, or [] if it is missing, too large or malformed.
+
+    Args:
+        path: the XML file.
+        pytest_ids: rebuild pytest node ids (`file::Class::name`) instead of `classname.name`.
+    """
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_XML_BYTES:
+            return []
+        root = ET.parse(path).getroot()  # noqa: S314 -- see the module docstring: size-capped, no external entities
+    except (OSError, ET.ParseError):
+        return []
+    results: list[TestCaseResult] = []
+    for case in root.iter("testcase"):
+        name = case.get("name") or ""
+        classname = case.get("classname") or ""
+        if pytest_ids:
+            test_id = pytest_node_id(classname, name, case.get("file"))
+        else:
+            test_id = f"{classname}.{name}" if classname else name
+        failure = case.find("failure")
+        error = case.find("error")
+        skipped = case.find("skipped")
+        outcome: Outcome
+        if failure is not None:
+            outcome, message = "failed", _message(failure)
+        elif error is not None:
+            outcome, message = "error", _message(error)
+        elif skipped is not None:
+            outcome, message = "skipped", _message(skipped)
+        else:
+            outcome, message = "passed", ""
+        duration = _float(case.get("time"))
+        results.append(TestCaseResult(id=test_id, outcome=outcome, duration_s=duration, message=message))
+    return merge_results(results)
+
+
+# Which outcome wins when a test is reported twice (pytest reports a teardown error as a second entry).
+_RANK: dict[str, int] = {"failed": 3, "error": 2, "passed": 1, "skipped": 0}
+
+
+def merge_results(results: list[TestCaseResult]) -> list[TestCaseResult]:
+    """One result per id, keeping the worst outcome (a test that failed and errored in teardown is failed)."""
+    merged: dict[str, TestCaseResult] = {}
+    for result in results:
+        seen = merged.get(result.id)
+        if seen is None:
+            merged[result.id] = result
+            continue
+        worst = seen if _RANK[seen.outcome] >= _RANK[result.outcome] else result
+        message = "\n".join(m for m in (seen.message, result.message) if m)
+        merged[result.id] = worst.model_copy(
+            update={"duration_s": seen.duration_s + result.duration_s, "message": trim_message(message)}
+        )
+    return list(merged.values())
+
+
+_CARGO_LINE = re.compile(r"^test (?P<name>\S+)(?: - should panic)? \.\.\. (?P<status>ok|FAILED|ignored)", re.M)
+_CARGO_FAILURE = re.compile(
+    r"^---- (?P<name>\S+) stdout ----\n(?P<body>.*?)(?=^---- |^failures:$|^test result:)", re.M | re.S
+)
+
+
+def parse_cargo_output(output: str) -> list[TestCaseResult]:
+    """Per-test results from `cargo test` output (`test a::b ... ok|FAILED|ignored`)."""
+    failures = {m.group("name"): trim_message(m.group("body")) for m in _CARGO_FAILURE.finditer(output)}
+    results: list[TestCaseResult] = []
+    for match in _CARGO_LINE.finditer(output):
+        name = match.group("name")
+        status = match.group("status")
+        outcome: Outcome = "passed" if status == "ok" else "failed" if status == "FAILED" else "skipped"
+        results.append(TestCaseResult(id=name, outcome=outcome, message=failures.get(name, "")))
+    return merge_results(results)
+
+
+_GO_RESULT = re.compile(r"^\s*--- (?P<status>PASS|FAIL|SKIP): (?P<name>\S+) \((?P<time>[\d.]+)s\)", re.M)
+_GO_PACKAGE = re.compile(r"^(?:ok|FAIL|---)\s+(?P<pkg>\S+)\s+[\d.]+s", re.M)
+
+
+def parse_go_output(output: str) -> list[TestCaseResult]:
+    """Per-test results from `go test -v` output (`--- PASS: TestX (0.01s)`), named `package/TestX`.
+
+    The package of a test is the one named by the next `ok`/`FAIL` summary line after it.
+    """
+    packages = [(m.start(), m.group("pkg")) for m in _GO_PACKAGE.finditer(output)]
+    results: list[TestCaseResult] = []
+    for match in _GO_RESULT.finditer(output):
+        package = next((pkg for start, pkg in packages if start > match.start()), "")
+        status = match.group("status")
+        outcome: Outcome = "passed" if status == "PASS" else "failed" if status == "FAIL" else "skipped"
+        message = ""
+        if outcome != "passed":
+            # The lines the test logged sit right above its result line.
+            before = output[: match.start()].splitlines()[-15:]
+            message = trim_message("\n".join(line for line in before if line.startswith("    ")))
+        test_id = f"{package}/{match.group('name')}" if package else match.group("name")
+        results.append(
+            TestCaseResult(id=test_id, outcome=outcome, duration_s=_float(match.group("time")), message=message)
+        )
+    return merge_results(results)

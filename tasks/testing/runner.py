@@ -1,0 +1,300 @@
+"""Run a workspace's test suite in the sandbox and turn what happened into a `TestReport`.
+
+One call: optional setup (dependencies, cached by the hash of the dependency files for Python projects), the
+suite with JUnit XML written outside the workspace, a re-run of each failing test on its own (flaky or not),
+and clean-up of every temporary file and process. Expected outcomes (failures, a timeout, nothing collected,
+a setup that fails) are reports; only bad input (a missing directory, an unknown program) raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, plan_tests, resolve_program
+from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit
+from tasks.testing.report import TestCaseResult, TestReport, trim_message
+from tasks.testing.sandbox import Limits, SandboxResult, run_sandboxed, sandbox_env
+from vibe.errors import InputError
+
+__all__ = ["environment_key", "run_test_suite"]
+
+logger = logging.getLogger(__name__)
+
+_ENV_CACHE_VERSION = "v1"
+_READY = ".vibe-ready"
+_OUTPUT_CHARS = 20_000
+# Below this many seconds left of the budget a re-run is not worth starting.
+_MIN_RERUN_S = 2.0
+
+_PYTEST_EXIT = {
+    2: "interrupted: errors while collecting tests",
+    3: "pytest hit an internal error",
+    4: "pytest was called with bad arguments",
+    5: "no tests collected",
+}
+
+
+def environment_key(workspace: Path, setup: str, python: str) -> str:
+    """The cache key of a setup environment: setup command, interpreter and dependency files' content."""
+    digest = hashlib.sha256()
+    digest.update(f"{_ENV_CACHE_VERSION}\0{setup}\0{python}\0{sys.version}\0".encode())
+    for name in DEPENDENCY_FILES:
+        path = workspace / name
+        if path.is_file():
+            digest.update(f"{name}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    requirements_dir = workspace / "requirements"
+    if requirements_dir.is_dir():
+        for path in sorted(requirements_dir.glob("*.txt")):
+            digest.update(f"requirements/{path.name}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _venv_env(env: dict[str, str], venv: Path) -> dict[str, str]:
+    return {**env, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
+
+
+def _default_python() -> str:
+    # The interpreter running vibe has pytest in development and CI; a deployed worker may not.
+    if importlib.util.find_spec("pytest") is not None:
+        return sys.executable
+    return shutil.which("python3") or "python3"
+
+
+def _python_setup(
+    *, workspace: Path, setup: str, env_cache_dir: Path, run_dir: Path, limits: Limits, use_bwrap: bool | None
+) -> tuple[Path | None, SandboxResult | None]:
+    """The cached virtualenv for this setup, built (with network) on first use. Returns (venv, failed setup)."""
+    base_python = sys.executable
+    key = environment_key(workspace, setup, base_python)
+    venv = env_cache_dir / key
+    with _locked(env_cache_dir / f"{key}.lock"):
+        if (venv / _READY).is_file():
+            logger.info("reusing the setup environment %s", venv)
+            return venv, None
+        shutil.rmtree(venv, ignore_errors=True)
+        created = subprocess.run(
+            [base_python, "-m", "venv", str(venv)], capture_output=True, text=True, check=False, timeout=300
+        )
+        if created.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise InputError(f"could not create a virtualenv with {base_python}: {created.stderr.strip()}")
+        env = _venv_env(sandbox_env(run_dir), venv)
+        result = run_sandboxed(
+            ["sh", "-c", setup],
+            workspace=workspace,
+            run_dir=run_dir,
+            env=env,
+            limits=limits,
+            use_bwrap=use_bwrap,
+            network=True,
+            writable=[venv],
+            output_name="setup.log",
+        )
+        if result.timed_out or result.exit_code != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            return None, result
+        (venv / _READY).write_text(setup + "\n")
+        return venv, None
+
+
+def _results(plan: TestPlan, junit_path: Path, output: str) -> list[TestCaseResult]:
+    if plan.runner == "pytest":
+        return parse_junit(junit_path, pytest_ids=True)
+    if plan.runner == "cargo":
+        return parse_cargo_output(output)
+    if plan.runner == "go":
+        return parse_go_output(output)
+    return parse_junit(junit_path) if junit_path.is_file() else []
+
+
+def _rerun_passes(
+    plan: TestPlan, test: TestCaseResult, *, workspace: Path, run_dir: Path, env: dict[str, str], limits: Limits,
+    use_bwrap: bool | None, index: int,
+) -> bool:  # fmt: skip
+    junit_path = run_dir / f"rerun-{index}.xml"
+    result = run_sandboxed(
+        plan.rerun_argv(test.id, junit_path, workspace),
+        workspace=workspace,
+        run_dir=run_dir,
+        env=env,
+        limits=limits,
+        use_bwrap=use_bwrap,
+        output_name=f"rerun-{index}.log",
+    )
+    if result.timed_out or result.exit_code != 0:
+        return False
+    rerun = [r for r in _results(plan, junit_path, result.output) if r.id == test.id]
+    return bool(rerun) and all(r.outcome == "passed" for r in rerun)
+
+
+def _summary(plan: TestPlan, report_counts: str, result: SandboxResult, tests: list[TestCaseResult]) -> str:
+    if result.timed_out:
+        return f"timed out: {result.notes[-1]}"
+    code = result.exit_code
+    if plan.runner == "pytest" and code in _PYTEST_EXIT and (code != 2 or not tests):
+        return _PYTEST_EXIT[code]
+    if code is not None and code < 0:
+        return f"{'; '.join(result.notes)} (a resource limit, or a crash)"
+    if not tests:
+        return f"{'passed' if code == 0 else 'failed'}: exit code {code} (the runner reports no per-test results)"
+    return report_counts
+
+
+def run_test_suite(
+    workspace: Path,
+    *,
+    command: str | Sequence[str] | None = None,
+    timeout_s: float = 900,
+    memory_mb: int = 4096,
+    setup: str | None = None,
+    rerun_failures: bool = True,
+    env_cache_dir: Path | None = None,
+    max_processes: int = 1024,
+    file_size_mb: int = 1024,
+    max_reruns: int = 10,
+    use_bwrap: bool | None = None,
+) -> TestReport:
+    """Run the test suite of `workspace` in the sandbox and report every test.
+
+    Args:
+        workspace: the checked-out project (usually a `tasks.workspace.Workspace.path`). Only it is writable.
+        command: the test command (a string is split like a shell would, without a shell); None detects it.
+        timeout_s: wall-clock limit of the whole run (setup and re-runs have their own budget of the same size).
+        memory_mb: address-space limit of each process.
+        setup: a shell command installing what the tests need (`pip install -r requirements-dev.txt pytest`).
+            With `env_cache_dir`, Python projects get a virtualenv under `env_cache_dir/<hash of the dependency
+            files>` that is built once and reused; otherwise the setup runs in the workspace before each run.
+            Setup keeps network access; the tests never have it (under bubblewrap).
+        rerun_failures: re-run each failing test on its own once; one that passes then counts as flaky.
+        env_cache_dir: where cached setup environments live (the CLI passes `settings.home / "envs"`).
+        max_processes: processes and threads the run may have at once.
+        file_size_mb: largest file the run may write.
+        max_reruns: at most this many failing tests are re-run (a suite with many failures is not flaky).
+        use_bwrap: True requires bubblewrap, False disables it, None uses it where it works.
+
+    Returns:
+        The report; `report.ok` says whether the suite passed.
+
+    Raises:
+        InputError: `workspace` is not a directory, no tests can be found and no command was given, or the
+            command's program does not exist.
+    """
+    workspace = Path(workspace).expanduser().resolve()
+    if not workspace.is_dir():
+        raise InputError(f"{workspace} is not a directory: nothing to test")
+    limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_processes=max_processes, file_size_mb=file_size_mb)
+    started = time.monotonic()
+    run_dir = Path(tempfile.mkdtemp(prefix="vibe-testrun-")).resolve()
+    try:
+        env = sandbox_env(run_dir)
+        venv: Path | None = None
+        if setup:
+            if env_cache_dir is not None:
+                venv, failed = _python_setup(
+                    workspace=workspace, setup=setup, env_cache_dir=Path(env_cache_dir).expanduser().resolve(),
+                    run_dir=run_dir, limits=limits, use_bwrap=use_bwrap,
+                )  # fmt: skip
+            else:
+                result = run_sandboxed(
+                    ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=env, limits=limits,
+                    use_bwrap=use_bwrap, network=True, output_name="setup.log",
+                )  # fmt: skip
+                failed = result if result.timed_out or result.exit_code != 0 else None
+            if failed is not None:
+                how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
+                return TestReport(
+                    errors=1,
+                    exit_code=failed.exit_code,
+                    timed_out=failed.timed_out,
+                    duration_s=time.monotonic() - started,
+                    isolation=failed.isolation,
+                    command=["sh", "-c", setup],
+                    runner="setup",
+                    summary=f"setup failed: `{setup}` {how}",
+                    output=failed.output[-_OUTPUT_CHARS:],
+                )
+            if venv is not None:
+                env = _venv_env(env, venv)
+        python = str(venv / "bin" / "python") if venv is not None else _default_python()
+        plan = plan_tests(workspace, command, python=python)
+        if resolve_program(plan.command[0], workspace=workspace, path_env=env["PATH"]) is None:
+            hint = "" if plan.explicit else f" (needed for this project's tests: found {plan.reason})"
+            raise InputError(f"command not found: {plan.command[0]!r}{hint}")
+
+        junit_path = run_dir / "junit.xml"
+        argv = plan.run_argv(junit_path)
+        logger.info("running %s in %s", " ".join(argv), workspace)
+        result = run_sandboxed(argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap)
+        logger.info("test isolation: %s", result.isolation)
+        tests = _results(plan, junit_path, result.output)
+
+        if rerun_failures and plan.can_rerun() and not result.timed_out:
+            # A pytest id without "::" is a collection error of a whole file: nothing to re-run alone.
+            failing = [
+                t for t in tests if t.outcome in ("failed", "error") and ("::" in t.id or plan.runner != "pytest")
+            ]
+            reruns_started = time.monotonic()
+            for index, test in enumerate(failing[:max_reruns]):
+                left = limits.timeout_s - (time.monotonic() - reruns_started)
+                if left < _MIN_RERUN_S:
+                    break
+                rerun_limits = Limits(
+                    timeout_s=min(left, limits.timeout_s), memory_mb=memory_mb, max_processes=max_processes,
+                    file_size_mb=file_size_mb,
+                )  # fmt: skip
+                if _rerun_passes(plan, test, workspace=workspace, run_dir=run_dir, env=env, limits=rerun_limits,
+                                 use_bwrap=use_bwrap, index=index):  # fmt: skip
+                    message = trim_message(f"flaky: failed, then passed when re-run alone\n{test.message}")
+                    tests = [
+                        t.model_copy(update={"outcome": "passed", "flaky": True, "message": message})
+                        if t.id == test.id else t
+                        for t in tests
+                    ]  # fmt: skip
+
+        counts = {
+            "passed": sum(t.outcome == "passed" and not t.flaky for t in tests),
+            "failed": sum(t.outcome == "failed" for t in tests),
+            "errors": sum(t.outcome == "error" for t in tests),
+            "skipped": sum(t.outcome == "skipped" for t in tests),
+            "flaky": sum(t.flaky for t in tests),
+        }
+        draft = TestReport(**counts, tests=tests)
+        return TestReport(
+            **counts,
+            tests=tests,
+            timed_out=result.timed_out,
+            exit_code=result.exit_code,
+            duration_s=time.monotonic() - started,
+            isolation=result.isolation,
+            command=argv,
+            runner=plan.runner,
+            summary=_summary(plan, draft.counts_line(), result, tests),
+            output=result.output[-_OUTPUT_CHARS:],
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,428 @@
+"""Run an untrusted command (tests written by an LLM) with limits, a clean environment and, where possible, no
+network and a read-only view of the machine.
+
+Layers, each used when the machine allows it and named in `SandboxResult.isolation`:
+
+- always: its own process group and session; a wall-clock timeout that kills the whole group; RLIMIT_AS
+  (memory), RLIMIT_CPU, RLIMIT_FSIZE; an environment reduced to an allow-list, with a private HOME and TMPDIR;
+  output to a file outside the workspace (a child that keeps the pipe open cannot hang us).
+- bubblewrap (`bwrap`): new user, pid, network, ipc and uts namespaces, all capabilities dropped, the whole
+  file system read-only except the workspace and the run's private directory, a private /tmp and /dev/shm.
+  The network namespace has only its own loopback. Killing the sandbox's pid 1 kills everything inside.
+- a pids cgroup (as root, where the cgroup file system is writable): a hard cap on processes and threads for
+  the command and all its descendants, and a way to find and kill every one of them afterwards.
+  RLIMIT_NPROC is per user and never binds for root, so without a cgroup a root run has no process cap; for
+  other users RLIMIT_NPROC is set to the processes they already have plus the cap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Limits", "SandboxResult", "bwrap_available", "run_sandboxed", "sandbox_env"]
+
+logger = logging.getLogger(__name__)
+
+_LAUNCHER = Path(__file__).with_name("_launch.py")
+
+# Variables a test run may see from the parent's environment; everything else (API keys, tokens, REDIS_URL,
+# PREFECT_*, cloud credentials) is dropped.
+ENV_ALLOW_LIST: frozenset[str] = frozenset(
+    {
+        "PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "TZ", "TERM",
+        "USER", "LOGNAME", "SHELL", "RUSTUP_HOME", "CARGO_HOME", "RUSTUP_TOOLCHAIN", "GOROOT", "GOPATH",
+        "GOMODCACHE", "GOFLAGS", "GOTOOLCHAIN", "JAVA_HOME", "NODE_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed command.
+
+    Attributes:
+        timeout_s: wall-clock limit; the whole process group is killed when it passes.
+        memory_mb: address-space limit per process (RLIMIT_AS).
+        max_processes: processes and threads of the whole run (pids cgroup, or RLIMIT_NPROC for non-root).
+        file_size_mb: largest file a process may write (RLIMIT_FSIZE).
+        cpu_s: CPU seconds per process (RLIMIT_CPU); defaults to the timeout.
+    """
+
+    timeout_s: float = 900.0
+    memory_mb: int = 4096
+    max_processes: int = 1024
+    file_size_mb: int = 1024
+    cpu_s: int | None = None
+
+
+@dataclass
+class SandboxResult:
+    """What happened to a sandboxed command."""
+
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    output: str
+    isolation: str
+    killed_leftovers: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def sandbox_env(
+    run_dir: Path, parent: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a sandboxed command: the allow-listed parent variables plus private dirs.
+
+    Args:
+        run_dir: the run's private directory (HOME, TMPDIR and caches go under it).
+        parent: the environment to filter (default: this process's).
+        extra: variables to set on top (the runner's own, never secrets).
+    """
+    source = os.environ if parent is None else parent
+    env = {k: v for k, v in source.items() if k in ENV_ALLOW_LIST}
+    env.setdefault("PATH", os.defpath)
+    real_home = Path(source.get("HOME", str(Path.home())))
+    # Toolchain managers find their toolchains through HOME, which is private now: point them at the real ones.
+    if "RUSTUP_HOME" not in env and (real_home / ".rustup").is_dir():
+        env["RUSTUP_HOME"] = str(real_home / ".rustup")
+    if "CARGO_HOME" not in env and (real_home / ".cargo").is_dir():
+        env["CARGO_HOME"] = str(real_home / ".cargo")
+    if "GOPATH" not in env and (real_home / "go").is_dir():
+        env["GOPATH"] = str(real_home / "go")
+    env.update(
+        {
+            "HOME": str(run_dir / "home"),
+            "TMPDIR": str(run_dir / "tmp"),
+            "XDG_CACHE_HOME": str(run_dir / "cache"),
+            "CI": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONNOUSERSITE": "1",
+            "CARGO_TARGET_DIR": str(run_dir / "cargo-target"),
+            "GOCACHE": str(run_dir / "cache" / "go-build"),
+            "npm_config_cache": str(run_dir / "cache" / "npm"),
+            "npm_config_update_notifier": "false",
+            "NO_COLOR": "1",
+        }
+    )
+    if extra:
+        env.update(extra)
+    for sub in ("home", "tmp", "cache"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def _bwrap_args(workspace: Path, writable: Sequence[Path], readonly: Sequence[Path], *, network: bool) -> list[str]:
+    args = ["bwrap", "--unshare-all"]
+    if network:
+        args.append("--share-net")
+    args += [
+        "--die-with-parent",
+        "--cap-drop", "ALL",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--tmpfs", "/dev/shm",  # noqa: S108 -- a private tmpfs inside the sandbox
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",  # noqa: S108 -- a private tmpfs inside the sandbox
+    ]  # fmt: skip
+    # Binds come after the /tmp tmpfs so that directories under /tmp reappear inside it.
+    for path in readonly:
+        args += ["--ro-bind", str(path), str(path)]
+    for path in (*writable, workspace):
+        args += ["--bind", str(path), str(path)]
+    args += ["--chdir", str(workspace), "--"]
+    return args
+
+
+@functools.cache
+def bwrap_available() -> str | None:
+    """None when bubblewrap works here, else why not (missing, or namespaces refused)."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    probe_dir = Path("/")
+    try:
+        proc = subprocess.run(
+            [*_bwrap_args(probe_dir, (), (), network=False), "true"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap cannot run: {exc}"
+    if proc.returncode != 0:
+        return f"bwrap cannot create namespaces here: {proc.stderr.decode(errors='replace').strip()}"
+    return None
+
+
+class _PidsCgroup:
+    """A child of this process's pids cgroup (v1 or v2) with `pids.max` set; root only, best effort."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, max_pids: int) -> _PidsCgroup | None:
+        if os.geteuid() != 0:
+            return None
+        parent = cls._parent_dir()
+        if parent is None:
+            return None
+        path = parent / f"vibe-test-{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir()
+        except OSError:
+            return None
+        try:
+            (path / "pids.max").write_text(str(max_pids))
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return None
+        return cls(path)
+
+    @staticmethod
+    def _parent_dir() -> Path | None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+            membership = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        v1_mount: Path | None = None
+        v2_mount: Path | None = None
+        for line in mountinfo:
+            head, _, tail = line.partition(" - ")
+            fields = head.split()
+            tail_fields = tail.split()
+            if len(fields) < 5 or len(tail_fields) < 3:
+                continue
+            if tail_fields[0] == "cgroup" and "pids" in tail_fields[2].split(","):
+                v1_mount = Path(fields[4])
+            elif tail_fields[0] == "cgroup2" and v2_mount is None:
+                v2_mount = Path(fields[4])
+        for line in membership:
+            hierarchy, controllers, rel = [*line.split(":", 2), "", ""][:3]
+            if v1_mount is not None and "pids" in controllers.split(","):
+                return v1_mount / rel.lstrip("/")
+            if v1_mount is None and v2_mount is not None and hierarchy == "0":
+                candidate = v2_mount / rel.lstrip("/")
+                try:
+                    enabled = (candidate / "cgroup.subtree_control").read_text().split()
+                except OSError:
+                    return None
+                # In cgroup v2 a child only gets pids.max if the parent delegates the controller to it.
+                return candidate if "pids" in enabled else None
+        return None
+
+    @property
+    def procs_file(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in self.procs_file.read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def kill_all(self) -> int:
+        """SIGKILL every process left in the cgroup; returns how many there were."""
+        killed = 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            time.sleep(0.02)
+        return killed
+
+    def remove(self) -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    logger.warning("could not remove cgroup %s", self.path)
+                    return
+                time.sleep(0.05)
+
+
+def _user_task_count(uid: int) -> int:
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                count += len(os.listdir(entry / "task"))
+        except OSError:
+            continue
+    return count
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _read_tail(path: Path, max_chars: int) -> str:
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            if size > max_chars * 4:
+                handle.seek(size - max_chars * 4)
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode(errors="replace")
+    return text[-max_chars:]
+
+
+def run_sandboxed(
+    command: Sequence[str],
+    *,
+    workspace: Path,
+    run_dir: Path,
+    env: Mapping[str, str],
+    limits: Limits,
+    use_bwrap: bool | None = None,
+    network: bool = False,
+    writable: Sequence[Path] = (),
+    readonly: Sequence[Path] = (),
+    output_name: str = "output.log",
+    max_output_chars: int = 200_000,
+) -> SandboxResult:
+    """Run `command` in `workspace` inside the sandbox and wait for it (at most `limits.timeout_s`).
+
+    Args:
+        command: the program and its arguments (no shell).
+        workspace: the only directory of the machine the command may write to (besides `run_dir`).
+        run_dir: the run's private directory, outside the workspace; the output file is written there.
+        env: the complete environment of the command (see `sandbox_env`).
+        limits: resource limits.
+        use_bwrap: True requires bubblewrap, False skips it, None uses it when it works here.
+        network: keep the network (setup steps that download dependencies); tests run without.
+        writable: more directories the command may write (e.g. a virtualenv being built).
+        readonly: directories bound read-only (already visible; listed for clarity under bwrap).
+        output_name: file name of the combined stdout/stderr inside `run_dir`.
+        max_output_chars: how much of the output's end is returned.
+
+    Returns:
+        The exit code (None when killed by the timeout), whether it timed out, the wall time, the output's tail
+        and a description of the isolation used. The command's processes are all gone when it returns.
+    """
+    notes: list[str] = []
+    missing: list[str] = []
+    layers = ["process-group", "rlimits(as,cpu,fsize)", "env-allow-list"]
+    prefix: list[str] = []
+    why_not = bwrap_available() if use_bwrap is not False else "disabled"
+    if use_bwrap and why_not is not None:
+        raise RuntimeError(f"bubblewrap was required but {why_not}")
+    if why_not is None:
+        prefix = _bwrap_args(workspace, (run_dir, *writable), readonly, network=network)
+        layers.insert(0, "bwrap(" + ("net," if network else "no-net,") + "pid,user,ro-fs)")
+    elif use_bwrap is None:
+        missing.append(f"no network or file system isolation: {why_not}")
+        logger.warning("sandbox without bubblewrap (%s): the network and the file system are not isolated", why_not)
+
+    cpu_s = limits.cpu_s if limits.cpu_s is not None else int(limits.timeout_s) + 5
+    memory = limits.memory_mb * 1024 * 1024
+    file_size = limits.file_size_mb * 1024 * 1024
+    rlimits: dict[str, tuple[int, int]] = {
+        "RLIMIT_AS": (memory, memory),
+        "RLIMIT_CPU": (cpu_s, cpu_s + 5),
+        "RLIMIT_FSIZE": (file_size, file_size),
+        "RLIMIT_CORE": (0, 0),
+    }
+    cgroup = _PidsCgroup.create(limits.max_processes)
+    if cgroup is not None:
+        layers.append(f"pids-cgroup(max={limits.max_processes})")
+    elif os.geteuid() != 0:
+        cap = _user_task_count(os.getuid()) + limits.max_processes
+        rlimits["RLIMIT_NPROC"] = (cap, cap)
+        layers.append(f"rlimit-nproc(+{limits.max_processes})")
+    else:
+        missing.append("no process limit: running as root without a writable pids cgroup")
+        logger.warning("sandbox without a process limit: root, and no writable pids cgroup")
+
+    config = {"rlimits": rlimits, "cgroup_procs": [str(cgroup.procs_file)] if cgroup else []}
+    argv = [sys.executable, "-I", "-S", str(_LAUNCHER), json.dumps(config), "--", *prefix, *command]
+    output_path = run_dir / output_name
+    started = time.monotonic()
+    timed_out = False
+    exit_code: int | None = None
+    killed = 0
+    with output_path.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workspace,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        try:
+            try:
+                exit_code = proc.wait(timeout=limits.timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc.pid)
+                proc.wait()
+        finally:
+            # Whatever the outcome (even KeyboardInterrupt), nothing the command started may survive it.
+            if proc.poll() is None:
+                _kill_group(proc.pid)
+                proc.wait()
+            if _group_alive(proc.pid):
+                killed += 1
+                _kill_group(proc.pid)
+            if cgroup is not None:
+                killed += cgroup.kill_all()
+                cgroup.remove()
+    duration = time.monotonic() - started
+    if exit_code is not None and exit_code < 0:
+        try:
+            notes.append(f"killed by signal {signal.Signals(-exit_code).name}")
+        except ValueError:
+            notes.append(f"killed by signal {-exit_code}")
+    if timed_out:
+        notes.append(f"timed out after {limits.timeout_s:g} s; the whole process group was killed")
+    return SandboxResult(
+        exit_code=None if timed_out else exit_code,
+        timed_out=timed_out,
+        duration_s=duration,
+        output=_read_tail(output_path, max_output_chars),
+        isolation=" + ".join(layers) + (f" [{'; '.join(missing)}]" if missing else ""),
+        killed_leftovers=killed,
+        notes=notes,
+    )

@@ -1,0 +1,66 @@
+"""`vibe test PATH`: run a repository's tests in the sandbox and print per-test results.
+
+The repository's working tree as it is (uncommitted changes included) is checked out into a disposable
+workspace first, so the run leaves nothing in it. Exit code: 0 when the tests passed, 1 when they did not,
+2 on bad input (a missing path, not a git repository, a command that does not exist).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vibe.cli._app import app, emit, fail, load_settings, tracked
+from vibe.errors import VibeError
+
+
+@app.command(name="test")
+def run_test_command(
+    path: Annotated[Path, typer.Argument(help="The repository whose tests to run.")],
+    command: Annotated[
+        str | None, typer.Option("--command", help="The test command (default: detected from the files).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Wall-clock limit in seconds (default: VIBE_TEST_TIMEOUT_S).")
+    ] = None,
+    setup: Annotated[
+        str | None, typer.Option("--setup", help="Command installing test dependencies (cached per dependency files).")
+    ] = None,
+    ref: Annotated[str, typer.Option("--ref", help="Test this commit instead of the working tree.")] = "HEAD",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run the tests of PATH in a sandbox (no network, limits, clean environment) and report each test."""
+    settings = load_settings()
+    if timeout is not None and timeout <= 0:
+        fail("--timeout must be a positive number of seconds")
+    # The working tree as the user sees it, unless they asked for a specific commit.
+    include_uncommitted = ref == "HEAD"
+    try:
+        if tracked(settings):
+            from flows.run_tests import run_tests
+
+            report = run_tests(
+                str(path), ref, command=command, timeout_s=timeout, setup=setup,
+                include_uncommitted=include_uncommitted,
+            )  # fmt: skip
+        else:
+            from tasks.testing import run_test_suite
+            from tasks.workspace import open_workspace
+
+            with open_workspace(path, ref, include_uncommitted=include_uncommitted) as workspace:
+                report = run_test_suite(
+                    workspace.path,
+                    command=command,
+                    timeout_s=timeout if timeout is not None else settings.test_timeout_s,
+                    memory_mb=settings.test_memory_mb,
+                    setup=setup,
+                    env_cache_dir=settings.home / "envs",
+                )
+    except VibeError as exc:
+        fail(exc)
+    # The last human line is the plain `N passed, N failed` form that CI log readers understand.
+    human = f"{report.to_markdown()}\n{report.passed + report.flaky} passed, {report.failed + report.errors} failed"
+    emit(report.to_json_dict(), as_json=as_json, human=human)
+    raise typer.Exit(0 if report.ok else 1)
