@@ -97,12 +97,16 @@ class CacheStats:
 class LLMCache(Protocol):
     """The LLM cache and the small shared state the provider manager keeps beside it (cooldowns).
 
+    `backend` is `redis` or `embedded`, `location` where it lives (a URL without password, or a path), `prefix`
+    the namespace its keys live under (callers build keys with `cache_key(cache.prefix, ...)`).
+
     Every method raises `CacheError` when the backend fails, except `lock`'s release, which only warns (the
     lock expires by itself).
     """
 
     backend: str
     location: str
+    prefix: str
 
     async def get(self, key: str) -> CompletionResponse | None:
         """The response stored under `key`, counting a hit or a miss."""
@@ -182,7 +186,7 @@ class _LockWaiter(ABC):
 
     _first_poll_s = 0.005
     _max_poll_s = 0.1
-    _prefix: str
+    prefix: str
     location: str
 
     @abstractmethod
@@ -194,7 +198,7 @@ class _LockWaiter(ABC):
         """Delete the lock if it still holds `token`."""
 
     def _lock_key(self, key: str) -> str:
-        return f"{self._prefix}:llm-lock:{key.removeprefix(f'{self._prefix}:llm:')}"
+        return f"{self.prefix}:llm-lock:{key.removeprefix(f'{self.prefix}:llm:')}"
 
     @asynccontextmanager
     async def lock(self, key: str, *, ttl_s: float) -> AsyncIterator[bool]:
@@ -247,7 +251,7 @@ class RedisCache(_LockWaiter):
 
     def __init__(self, url: str, *, prefix: str, ttl_s: int, failure_backoff_s: float = 5.0) -> None:
         self.location = redact_url(url)
-        self._prefix = prefix
+        self.prefix = prefix
         self._ttl_ms = int(ttl_s * 1000)
         self._hits_key = f"{prefix}:llm:stats:hits"
         self._misses_key = f"{prefix}:llm:stats:misses"
@@ -295,7 +299,7 @@ class RedisCache(_LockWaiter):
         async def read() -> CacheStats:
             hits, misses = await self._client.mget(self._hits_key, self._misses_key)
             keys = 0
-            async for _ in self._client.scan_iter(match=f"{self._prefix}:llm:v1:*", count=1000):
+            async for _ in self._client.scan_iter(match=f"{self.prefix}:llm:v1:*", count=1000):
                 keys += 1
             return CacheStats(self.backend, self.location, int(hits or 0), int(misses or 0), keys)
 
@@ -305,7 +309,7 @@ class RedisCache(_LockWaiter):
         async def delete() -> int:
             deleted = 0
             batch: list[bytes] = []
-            async for key in self._client.scan_iter(match=f"{self._prefix}:llm:*", count=1000):
+            async for key in self._client.scan_iter(match=f"{self.prefix}:llm:*", count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
                     deleted += int(await self._client.delete(*batch))
@@ -320,10 +324,10 @@ class RedisCache(_LockWaiter):
         if seconds <= 0:
             return
         ms = max(1, int(seconds * 1000))
-        await self._run(lambda: self._client.set(f"{self._prefix}:cooldown:{provider}", b"1", px=ms))
+        await self._run(lambda: self._client.set(f"{self.prefix}:cooldown:{provider}", b"1", px=ms))
 
     async def cooldown_left(self, provider: str) -> float:
-        ms = await self._run(lambda: self._client.pttl(f"{self._prefix}:cooldown:{provider}"))
+        ms = await self._run(lambda: self._client.pttl(f"{self.prefix}:cooldown:{provider}"))
         return max(0.0, int(ms) / 1000)
 
     async def aclose(self) -> None:
@@ -365,7 +369,7 @@ class EmbeddedCache(_LockWaiter):
 
     def __init__(self, path: Path, *, prefix: str, ttl_s: int) -> None:
         self.location = str(path)
-        self._prefix = prefix
+        self.prefix = prefix
         self._ttl_s = ttl_s
         self._hits = f"{prefix}:llm:stats:hits"
         self._misses = f"{prefix}:llm:stats:misses"
@@ -455,7 +459,7 @@ class EmbeddedCache(_LockWaiter):
                     "SELECT name, value FROM llm_counters WHERE name IN (?, ?)", (self._hits, self._misses)
                 ).fetchall()
             )
-            start = f"{self._prefix}:llm:v1:"
+            start = f"{self.prefix}:llm:v1:"
             (keys,) = db.execute(
                 "SELECT COUNT(*) FROM llm_entries WHERE substr(key, 1, ?) = ? AND expires_at > ?",
                 (len(start), start, time.time()),
@@ -472,7 +476,7 @@ class EmbeddedCache(_LockWaiter):
 
     async def clear(self) -> int:
         def delete(db: sqlite3.Connection) -> int:
-            start = f"{self._prefix}:llm:"
+            start = f"{self.prefix}:llm:"
             with _transaction(db):
                 entries = db.execute(
                     "DELETE FROM llm_entries WHERE substr(key, 1, ?) = ?", (len(start), start)
@@ -492,7 +496,7 @@ class EmbeddedCache(_LockWaiter):
             with _transaction(db):
                 db.execute(
                     "INSERT OR REPLACE INTO cooldowns (key, until) VALUES (?, ?)",
-                    (f"{self._prefix}:cooldown:{provider}", time.time() + seconds),
+                    (f"{self.prefix}:cooldown:{provider}", time.time() + seconds),
                 )
 
         await self._run(store)
@@ -500,7 +504,7 @@ class EmbeddedCache(_LockWaiter):
     async def cooldown_left(self, provider: str) -> float:
         def read(db: sqlite3.Connection) -> float:
             row = db.execute(
-                "SELECT until FROM cooldowns WHERE key = ?", (f"{self._prefix}:cooldown:{provider}",)
+                "SELECT until FROM cooldowns WHERE key = ?", (f"{self.prefix}:cooldown:{provider}",)
             ).fetchone()
             return max(0.0, float(row[0]) - time.time()) if row else 0.0
 
