@@ -246,7 +246,7 @@ class ProviderManager:
             try:
                 provider = self._provider(spec)
             except ConfigError as exc:
-                reasons.append(f"{spec.id}: {exc}")
+                reasons.append(str(exc) if spec.id in str(exc) else f"{spec.id}: {exc}")
                 continue
             vendor_request = request.model_copy(update={"model": spec.model})
             for attempt in range(max_retries + 1):
