@@ -43,7 +43,9 @@ def test_first_run_opens_one_pr_with_four_calls_and_leaves_the_checkout_alone(
     status_before = git(repos.work, "status", "--porcelain")
     result = publish(repos, settings, client(settings), labels=["needs-review"])
 
-    assert result.created and result.number == 1 and result.branch == BRANCH
+    assert result.created
+    assert result.number == 1
+    assert result.branch == BRANCH
     assert result.url == f"{fake_github.root}/{FULL_NAME}/pull/1"
     assert result.to_json_dict() == {"branch": BRANCH, "number": 1, "url": result.url, "created": True}
     # The branch holds the change on top of main; ignored files stay out.
@@ -57,9 +59,13 @@ def test_first_run_opens_one_pr_with_four_calls_and_leaves_the_checkout_alone(
     assert git(repos.work, "branch", "--list", "vibe/*") == ""
     # The PR: base from the repo's default branch, marker, labels.
     (pr,) = fake_github.pulls(FULL_NAME)
-    assert pr["base"] == "main" and pr["head"] == BRANCH and pr["title"] == "Add a --verbose flag"
-    assert pr["body"].startswith("Adds the flag.") and marker(KEY) in pr["body"]
-    assert pr["labels"] == ["vibe", "needs-review"] and pr["draft"] is False
+    assert pr["base"] == "main"
+    assert pr["head"] == BRANCH
+    assert pr["title"] == "Add a --verbose flag"
+    assert pr["body"].startswith("Adds the flag.")
+    assert marker(KEY) in pr["body"]
+    assert pr["labels"] == ["vibe", "needs-review"]
+    assert pr["draft"] is False
     # Economy: metadata, find, create, label.
     assert fake_github.count("GET", r".*/repos/acme/widgets") == 1
     assert fake_github.count("GET", r".*/pulls") == 1
@@ -79,7 +85,9 @@ def test_rerun_unchanged_makes_one_call_and_pushes_nothing(
     # A new client (a new process): metadata comes from the disk cache.
     again = publish(repos, settings, client(settings), labels=["needs-review"])
 
-    assert not again.created and not again.pushed and again.number == 1
+    assert not again.created
+    assert not again.pushed
+    assert again.number == 1
     assert repos.remote_branches()[BRANCH] == sha
     assert len(fake_github.pulls(FULL_NAME)) == 1
     assert [(c.method, c.path) for c in fake_github.calls] == [("GET", "/api/v3/repos/acme/widgets/pulls")]
@@ -97,7 +105,9 @@ def test_rerun_with_new_changes_force_pushes_the_same_branch_and_updates_the_sam
     (repos.work / "new_module.py").unlink()
     result = publish(repos, settings, client(settings), title="Add --verbose (v2)", body="Second version.")
 
-    assert result.number == 1 and not result.created and result.pushed
+    assert result.number == 1
+    assert not result.created
+    assert result.pushed
     branches = repos.remote_branches()
     assert set(branches) == {"main", BRANCH}  # no stray branch
     assert branches[BRANCH] != first
@@ -105,8 +115,10 @@ def test_rerun_with_new_changes_force_pushes_the_same_branch_and_updates_the_sam
     assert repos.show(BRANCH, "app.py") == "print('second try')"
     assert "new_module.py" not in git(repos.remote, "ls-tree", "--name-only", BRANCH)
     (pr,) = fake_github.pulls(FULL_NAME)
-    assert pr["title"] == "Add --verbose (v2)" and pr["body"].startswith("Second version.")
-    assert marker_key(pr["body"]) == KEY and pr["labels"] == ["vibe"]
+    assert pr["title"] == "Add --verbose (v2)"
+    assert pr["body"].startswith("Second version.")
+    assert marker_key(pr["body"]) == KEY
+    assert pr["labels"] == ["vibe"]
     # find + one PATCH; labels already there.
     assert [(c.method, c.path.rsplit("/", 2)[-2:][-1]) for c in fake_github.calls] == [("GET", "pulls"),
                                                                                         ("PATCH", "1")]
@@ -121,15 +133,20 @@ def test_crash_between_push_and_pr_creation_is_repaired_by_the_next_run(
     fake_github.fail("POST", r".*/pulls", 502, times=4)  # first attempt + 3 retries: the run dies
     with pytest.raises(GitHubError) as info:
         publish(repos, settings, client(settings, sleeps))
-    assert info.value.retryable and info.value.status == 502
-    assert len(sleeps) == 3 and all(1.0 <= s <= 5.0 for s in sleeps)
-    assert BRANCH in repos.remote_branches() and fake_github.pulls(FULL_NAME) == []
+    assert info.value.retryable
+    assert info.value.status == 502
+    assert len(sleeps) == 3
+    assert all(1.0 <= s <= 5.0 for s in sleeps)
+    assert BRANCH in repos.remote_branches()
+    assert fake_github.pulls(FULL_NAME) == []
     pushed = repos.remote_branches()[BRANCH]
     fake_github.reset_calls()
 
     result = publish(repos, settings, client(settings))
 
-    assert result.created and result.number == 1 and not result.pushed
+    assert result.created
+    assert result.number == 1
+    assert not result.pushed
     assert repos.remote_branches()[BRANCH] == pushed
     assert len(fake_github.pulls(FULL_NAME)) == 1
     assert [(c.method, c.path) for c in fake_github.calls] == [
@@ -149,7 +166,9 @@ def test_create_answered_already_exists_adopts_that_pr(
     fake_github.fail("GET", r".*/pulls", 200, body=[])
     fake_github.reset_calls()
     result = publish(repos, settings, gh, body="Updated.")
-    assert result.number == 1 and not result.created and len(fake_github.pulls(FULL_NAME)) == 1
+    assert result.number == 1
+    assert not result.created
+    assert len(fake_github.pulls(FULL_NAME)) == 1
     assert fake_github.pulls(FULL_NAME)[0]["body"].startswith("Updated.")
     assert [c.method for c in fake_github.calls] == ["GET", "POST", "GET", "PATCH"]
 
@@ -160,7 +179,8 @@ def test_5xx_is_retried_with_backoff(repos: Repos, fake_github: FakeGitHub, sett
     fake_github.fail("GET", r".*/pulls", 502)
     result = publish(repos, settings, client(settings, sleeps))
     assert result.created
-    assert len(sleeps) == 1 and 1.0 <= sleeps[0] <= 1.25
+    assert len(sleeps) == 1
+    assert 1.0 <= sleeps[0] <= 1.25
     assert fake_github.count("GET", r".*/pulls") == 2
 
 
@@ -168,10 +188,12 @@ def test_secondary_rate_limit_honours_retry_after(repos: Repos, fake_github: Fak
     edit(repos)
     sleeps: list[float] = []
     fake_github.fail("POST", r".*/pulls", 403, headers={"Retry-After": "7"},
-                     message="You have exceeded a secondary rate limit. Please wait a few minutes before you try again.")
+                     message="You have exceeded a secondary rate limit. Please wait a few minutes.")
     result = publish(repos, settings, client(settings, sleeps))
-    assert result.created and sleeps == [7.0]
-    assert fake_github.count("POST", r".*/pulls") == 2 and len(fake_github.pulls(FULL_NAME)) == 1
+    assert result.created
+    assert sleeps == [7.0]
+    assert fake_github.count("POST", r".*/pulls") == 2
+    assert len(fake_github.pulls(FULL_NAME)) == 1
 
 
 def test_rate_limit_waits_until_x_ratelimit_reset(repos: Repos, fake_github: FakeGitHub, settings: Settings) -> None:
@@ -181,7 +203,8 @@ def test_rate_limit_waits_until_x_ratelimit_reset(repos: Repos, fake_github: Fak
     fake_github.fail("GET", r".*/repos/acme/widgets", 403, message="API rate limit exceeded",
                      headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(now) + 30)})
     result = publish(repos, settings, client(settings, sleeps, clock=lambda: now))
-    assert result.created and sleeps == [31.0]
+    assert result.created
+    assert sleeps == [31.0]
 
 
 def test_secondary_rate_limit_without_headers_waits_a_minute(
@@ -202,7 +225,8 @@ def test_a_wait_longer_than_the_limit_fails_at_once_and_pushes_nothing(
     fake_github.fail("GET", r".*/pulls", 403, headers={"Retry-After": "3600"}, message="secondary rate limit")
     with pytest.raises(GitHubError, match="3600s") as info:
         publish(repos, settings, client(settings, sleeps))
-    assert info.value.retryable and sleeps == []
+    assert info.value.retryable
+    assert sleeps == []
     assert BRANCH not in repos.remote_branches()
 
 
@@ -214,7 +238,9 @@ def test_bad_credentials_fail_before_anything_is_pushed(
     sleeps: list[float] = []
     with pytest.raises(GitHubError, match="rejected the token") as info:
         publish(repos, bad, client(bad, sleeps))
-    assert info.value.status == 401 and not info.value.retryable and sleeps == []
+    assert info.value.status == 401
+    assert not info.value.retryable
+    assert sleeps == []
     assert "ghp_wrong" not in str(info.value)
     assert BRANCH not in repos.remote_branches()
 
@@ -240,7 +266,9 @@ def test_nothing_to_commit_is_a_return_value_and_touches_nothing(
     repos: Repos, fake_github: FakeGitHub, settings: Settings
 ) -> None:
     result = publish(repos, settings, client(settings), base="main")
-    assert result.nothing_to_commit and result.number is None and not result.pushed
+    assert result.nothing_to_commit
+    assert result.number is None
+    assert not result.pushed
     assert set(repos.remote_branches()) == {"main"}
     assert fake_github.calls == []
 
@@ -260,14 +288,16 @@ def test_missing_base_branch_is_an_input_error_and_nothing_is_pushed(
     edit(repos)
     with pytest.raises(InputError, match="'release' does not exist"):
         publish(repos, settings, client(settings), base="release")
-    assert set(repos.remote_branches()) == {"main"} and fake_github.pulls(FULL_NAME) == []
+    assert set(repos.remote_branches()) == {"main"}
+    assert fake_github.pulls(FULL_NAME) == []
 
 
 def test_explicit_base_targets_that_branch(repos: Repos, fake_github: FakeGitHub, settings: Settings) -> None:
     git(repos.work, "push", "-q", "origin", "main:release")
     edit(repos)
     result = publish(repos, settings, client(settings), base="release")
-    assert result.base == "release" and fake_github.pulls(FULL_NAME)[0]["base"] == "release"
+    assert result.base == "release"
+    assert fake_github.pulls(FULL_NAME)[0]["base"] == "release"
     assert fake_github.count("GET", r".*/repos/acme/widgets") == 0  # no metadata needed
 
 
@@ -280,7 +310,8 @@ def test_hook_rejection_is_reported_and_the_next_run_finishes(
     edit(repos)
     with pytest.raises(GitHubError, match="pushes are frozen today"):
         publish(repos, settings, client(settings))
-    assert BRANCH not in repos.remote_branches() and fake_github.pulls(FULL_NAME) == []
+    assert BRANCH not in repos.remote_branches()
+    assert fake_github.pulls(FULL_NAME) == []
     hook.unlink()
     assert publish(repos, settings, client(settings)).created
 
@@ -343,7 +374,8 @@ def test_the_token_never_lands_in_git_config_remote_urls_logs_or_the_body(
     edit(repos)
     publish(repos, settings, client(settings), body=f"The model echoed {TOKEN} here.")
     body = fake_github.pulls(FULL_NAME)[0]["body"]
-    assert TOKEN not in body and "[redacted]" in body
+    assert TOKEN not in body
+    assert "[redacted]" in body
     assert TOKEN not in (repos.work / ".git" / "config").read_text()
     assert TOKEN not in (repos.remote / "config").read_text()
     assert TOKEN not in git(repos.work, "remote", "-v")
@@ -351,7 +383,9 @@ def test_the_token_never_lands_in_git_config_remote_urls_logs_or_the_body(
     assert caplog.text  # the run did log (PyGithub and ours), just never the token
 
 
-def test_a_pr_of_another_key_on_the_branch_is_refused(repos: Repos, fake_github: FakeGitHub, settings: Settings) -> None:
+def test_a_pr_of_another_key_on_the_branch_is_refused(
+    repos: Repos, fake_github: FakeGitHub, settings: Settings
+) -> None:
     edit(repos)
     publish(repos, settings, client(settings))
     fake_github.repos[FULL_NAME].pulls[1]["body"] = "hijacked\n\n" + marker("someone-else")
@@ -364,7 +398,8 @@ def test_linked_worktree_as_source(repos: Repos, fake_github: FakeGitHub, settin
     git(repos.work, "worktree", "add", "-q", "--detach", str(tree), "main")
     (tree / "generated.py").write_text("GENERATED = True\n")
     result = publish(repos, settings, client(settings), source=tree)
-    assert result.created and repos.show(BRANCH, "generated.py") == "GENERATED = True"
+    assert result.created
+    assert repos.show(BRANCH, "generated.py") == "GENERATED = True"
     assert not (repos.work / "generated.py").exists()
 
 
@@ -384,8 +419,10 @@ def test_owner_and_name_come_from_the_origin_url_and_the_token_rides_in_an_extra
     edit(repos)
     result = publish(repos, settings, client(settings), github_repo=None)
 
-    assert result.created and BRANCH in repos.remote_branches()
-    assert fake_github.git_authorizations and all(a is not None for a in fake_github.git_authorizations)
+    assert result.created
+    assert BRANCH in repos.remote_branches()
+    assert fake_github.git_authorizations
+    assert all(a is not None for a in fake_github.git_authorizations)
     assert TOKEN not in (repos.work / ".git" / "config").read_text()
     assert TOKEN not in git(repos.work, "remote", "-v")
 
