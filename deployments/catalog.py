@@ -7,6 +7,7 @@ references, and the deployment of each kind of run.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Final, Literal
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -60,3 +61,14 @@ def llm_limit_name(provider: str) -> str:
     Use it as `with prefect.concurrency.sync.concurrency(llm_limit_name("anthropic"), strict=True): ...`.
     """
     return f"vibe-llm-{provider}"
+
+
+def prefect_llm_limiter(provider: str) -> AbstractAsyncContextManager[object]:
+    """A `ProviderManager(limiter=...)` that holds a slot of `llm_limit_name(provider)` around each call.
+
+    Strict: a limit that does not exist (no `vibe setup` on this server) fails the call with a clear error
+    instead of limiting nothing.
+    """
+    from prefect.concurrency.asyncio import concurrency
+
+    return concurrency(llm_limit_name(provider), occupy=1, strict=True)
