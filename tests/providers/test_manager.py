@@ -28,6 +28,7 @@ import redis
 from providers.base import CompletionRequest, CompletionResponse, Usage
 from providers.cache import EmbeddedCache
 from providers.manager import ProviderManager
+from tests.fakes.llm_server import FakeLLMServer, malformed, prompt_of, status
 from vibe.errors import ConfigError, ProviderError
 from vibe.settings import Settings
 
@@ -199,6 +200,7 @@ _WORKER = textwrap.dedent(
     import redis
     from providers.base import CompletionRequest, CompletionResponse
     from providers.manager import ProviderManager
+from tests.fakes.llm_server import FakeLLMServer, malformed, prompt_of, status
     from vibe.settings import Settings
 
     counter, hang = sys.argv[1], sys.argv[2] == "hang"
@@ -569,3 +571,70 @@ async def test_aclose_leaves_injected_providers_and_caches_open(tmp_path: Path) 
     assert not fake.closed
     assert (await cache.stats()).keys == 1
     await cache.aclose()
+
+
+# --- end to end through the real SDKs against the fake LLM server ---------------------------------------------
+# (`fast`, not `smart`: the Anthropic SDK warns that claude-sonnet-4-5 is deprecated, and warnings are errors.)
+
+
+@pytest.fixture
+def llm_server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(responder=lambda body: f"echo: {prompt_of(body)}") as server:
+        yield server
+
+
+def sdk_settings(tmp_path: Path, server: FakeLLMServer, **overrides: Any) -> Settings:
+    return settings(
+        tmp_path,
+        replay="off",
+        anthropic_api_key="sk-ant-test-KEY-123456",
+        openai_api_key="sk-openai-test-KEY-123456",
+        anthropic_base_url=server.anthropic_base_url,
+        openai_base_url=server.openai_base_url,
+        **overrides,
+    )
+
+
+async def test_sdk_429_with_retry_after_then_success(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.enqueue(status(429, retry_after=2))
+    sleep = Recorder()
+    async with ProviderManager(sdk_settings(tmp_path, llm_server), sleep=sleep) as manager:
+        response = await manager.complete(CompletionRequest.of("hello", model="fast"))
+        hit = await manager.complete(CompletionRequest.of("hello", model="fast"))
+    assert response.text == "echo: hello"
+    assert response.attempts == 2
+    assert sleep.waits == [2.0]
+    assert response.model == "anthropic:claude-haiku-4-5"
+    assert response.cost_usd is not None
+    assert hit.cached
+    assert llm_server.calls("anthropic") == 2
+    assert llm_server.requests[-1].body["model"] == "claude-haiku-4-5"
+
+
+async def test_sdk_primary_500s_then_the_fallback_answers(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.enqueue(*[status(500)] * 3)
+    config = sdk_settings(tmp_path, llm_server, llm_max_retries=2)
+    async with ProviderManager(config, sleep=Recorder()) as manager:
+        response = await manager.complete(CompletionRequest.of("hello", model="fast"), fallbacks=["gpt"])
+    assert (response.model, response.provider, response.text) == ("openai:gpt-5", "openai", "echo: hello")
+    assert response.attempts == 4
+    assert (llm_server.calls("anthropic"), llm_server.calls("openai")) == (3, 1)
+
+
+async def test_sdk_bad_request_makes_exactly_one_call(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.enqueue(status(400, message="max_tokens: too large"))
+    async with ProviderManager(sdk_settings(tmp_path, llm_server), sleep=Recorder()) as manager:
+        with pytest.raises(ProviderError) as caught:
+            await manager.complete(CompletionRequest.of("hello", model="fast"), fallbacks=["gpt"])
+    assert caught.value.status == 400
+    assert llm_server.calls() == 1
+    assert "sk-ant-test-KEY-123456" not in str(caught.value)
+
+
+async def test_sdk_malformed_replies_are_retried_then_fail_over(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.enqueue(malformed(), malformed())
+    config = sdk_settings(tmp_path, llm_server, llm_max_retries=1)
+    async with ProviderManager(config, sleep=Recorder()) as manager:
+        response = await manager.complete(CompletionRequest.of("hello", model="fast"), fallbacks=["gpt"])
+    assert response.model == "openai:gpt-5"
+    assert response.attempts == 3
