@@ -104,6 +104,17 @@ class PipelineOutcome:
             "patch": self.patch_path,
             "stopped": self.stopped,
             "refused": self.refused,
+            "history": [
+                {
+                    "attempt": a.number,
+                    "written": a.written,
+                    "problems": a.problems,
+                    "tested": a.tests is not None,
+                    "passed": a.passed,
+                    "failed": a.failed,
+                }
+                for a in self.attempts
+            ],
         }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from providers.base import Message
@@ -112,11 +113,16 @@ def run_tests_task(workspace: Path, settings: Settings, command: str | None = No
     report = run_test_suite(
         workspace, command=command, timeout_s=settings.test_timeout_s, memory_mb=settings.test_memory_mb
     )
+    if TaskRunContext.get() is not None:
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(report.table_rows(), description=f"tests: {report.counts_line()}")
     return {
         "ok": report.ok,
         "report": report.to_json_dict(),
+        # The digest goes into the prompt: made stable across runs so caches and cassettes match.
         "digest": normalise_output(report.failure_digest(6000), workspace=workspace),
-        "markdown": normalise_output(report.to_markdown(), workspace=workspace),
+        "markdown": report.to_markdown(),
     }
 
 

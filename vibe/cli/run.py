@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -84,6 +85,15 @@ def _human(summary: dict[str, Any]) -> str:
         f"{tests['passed']} tests passed, {tests['failed']} failed; "
         f"{summary.get('tokens', 0)} tokens, ${summary['cost_usd']:.4f}",
     ]
+    for step in summary.get("history", []):
+        if step["tested"]:
+            verdict = "tests pass" if not step["failed"] else "failures sent back to the model"
+            lines.append(
+                f"  attempt {step['attempt']}: edited {', '.join(step['written']) or 'nothing'}; "
+                f"{step['passed']} passed, {step['failed']} failed -> {verdict}"
+            )
+        else:
+            lines.append(f"  attempt {step['attempt']}: edits not applied ({'; '.join(step['problems'])[:200]})")
     if summary.get("stopped"):
         lines.append(f"stopped: {summary['stopped']}")
     if summary.get("resumed"):
@@ -186,12 +196,27 @@ def demo(
         if not as_json:
             typer.echo(f"demo repository: {repo} (origin: {remote})", err=True)
             typer.echo(f"request: {REQUEST}", err=True)
-        summary = feature_pipeline(request=REQUEST, repo_path=str(repo), settings=settings)
+        with _patient_ephemeral_prefect():
+            summary = feature_pipeline(request=REQUEST, repo_path=str(repo), settings=settings)
     except VibeError as exc:
         fail(exc)
     payload = {**{k: summary.get(k) for k in _SUMMARY_KEYS}, "repo": str(repo), "remote": str(remote)}
     emit(payload, as_json=as_json, human=_demo_human(summary, repo, remote))
     raise typer.Exit(0 if summary["status"] == "passed" else 1)
+
+
+def _patient_ephemeral_prefect() -> AbstractContextManager[Any]:
+    # Prefect's temporary server gets 20 s to start by default: too short on a busy 2-core machine. Its
+    # telemetry only adds a writer to a fresh SQLite database while it migrates.
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    return temporary_settings(
+        updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    )
 
 
 def _demo_human(summary: dict[str, Any], repo: Path, remote: Path) -> str:
