@@ -47,8 +47,8 @@ class Repos:
         return git(self.remote, "show", f"{ref}:{path}")
 
 
-@pytest.fixture
-def repos(tmp_path: Path) -> Repos:
+def make_repos(tmp_path: Path) -> Repos:
+    """A bare `acme/widgets.git` with one commit on `main`, and a clone of it."""
     remote = tmp_path / "remotes" / "acme" / "widgets.git"
     remote.parent.mkdir(parents=True)
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
@@ -62,6 +62,11 @@ def repos(tmp_path: Path) -> Repos:
     git(work, "push", "-q", "origin", "main")
     git(work, "remote", "set-head", "origin", "main")
     return Repos(remote=remote, work=work)
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> Repos:
+    return make_repos(tmp_path)
 
 
 @pytest.fixture
