@@ -78,11 +78,26 @@ def _venv_env(env: dict[str, str], venv: Path) -> dict[str, str]:
     return {**env, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
 
 
+def _interpreter_dirs() -> list[Path]:
+    # This interpreter's environment may live under /tmp (a CI checkout); the sandbox must still see it.
+    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
+
+
 def _default_python() -> str:
     # The interpreter running vibe has pytest in development and CI; a deployed worker may not.
     if importlib.util.find_spec("pytest") is not None:
         return sys.executable
     return shutil.which("python3") or "python3"
+
+
+def _add_pytest_fallback(venv: Path) -> None:
+    # A setup that installs only the project's dependencies still gets a pytest: the runner's own, placed after
+    # the virtualenv's packages on sys.path so that anything the setup installs (pytest pins included) wins.
+    spec = importlib.util.find_spec("pytest")
+    if spec is None or spec.origin is None:
+        return
+    for site_packages in venv.glob("lib/python*/site-packages"):
+        (site_packages / "_vibe_pytest_fallback.pth").write_text(f"{Path(spec.origin).parent.parent}\n")
 
 
 def _python_setup(
@@ -103,6 +118,7 @@ def _python_setup(
         if created.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             raise InputError(f"could not create a virtualenv with {base_python}: {created.stderr.strip()}")
+        _add_pytest_fallback(venv)
         env = _venv_env(sandbox_env(run_dir), venv)
         result = run_sandboxed(
             ["sh", "-c", setup],
@@ -113,6 +129,7 @@ def _python_setup(
             use_bwrap=use_bwrap,
             network=True,
             writable=[venv],
+            readonly=_interpreter_dirs(),
             output_name="setup.log",
         )
         if result.timed_out or result.exit_code != 0:
@@ -134,7 +151,7 @@ def _results(plan: TestPlan, junit_path: Path, output: str) -> list[TestCaseResu
 
 def _rerun_passes(
     plan: TestPlan, test: TestCaseResult, *, workspace: Path, run_dir: Path, env: dict[str, str], limits: Limits,
-    use_bwrap: bool | None, index: int,
+    use_bwrap: bool | None, index: int, readonly: list[Path],
 ) -> bool:  # fmt: skip
     junit_path = run_dir / f"rerun-{index}.xml"
     result = run_sandboxed(
@@ -144,6 +161,7 @@ def _rerun_passes(
         env=env,
         limits=limits,
         use_bwrap=use_bwrap,
+        readonly=readonly,
         output_name=f"rerun-{index}.log",
     )
     if result.timed_out or result.exit_code != 0:
@@ -222,7 +240,7 @@ def run_test_suite(
             else:
                 result = run_sandboxed(
                     ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=env, limits=limits,
-                    use_bwrap=use_bwrap, network=True, output_name="setup.log",
+                    use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
                 )  # fmt: skip
                 failed = result if result.timed_out or result.exit_code != 0 else None
             if failed is not None:
@@ -249,7 +267,10 @@ def run_test_suite(
         junit_path = run_dir / "junit.xml"
         argv = plan.run_argv(junit_path)
         logger.info("running %s in %s", " ".join(argv), workspace)
-        result = run_sandboxed(argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap)
+        readonly = [*_interpreter_dirs(), *([venv] if venv is not None else [])]
+        result = run_sandboxed(
+            argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap, readonly=readonly
+        )
         logger.info("test isolation: %s", result.isolation)
         tests = _results(plan, junit_path, result.output)
 
@@ -268,7 +289,7 @@ def run_test_suite(
                     file_size_mb=file_size_mb,
                 )  # fmt: skip
                 if _rerun_passes(plan, test, workspace=workspace, run_dir=run_dir, env=env, limits=rerun_limits,
-                                 use_bwrap=use_bwrap, index=index):  # fmt: skip
+                                 use_bwrap=use_bwrap, index=index, readonly=readonly):  # fmt: skip
                     message = trim_message(f"flaky: failed, then passed when re-run alone\n{test.message}")
                     tests = [
                         t.model_copy(update={"outcome": "passed", "flaky": True, "message": message})

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "SandboxResult", "bwrap_available", "run_sandboxed", "sandbox_env"]
+__all__ = ["Limits", "SandboxResult", "bwrap_available", "process_limit_available", "run_sandboxed", "sandbox_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,56 @@ def _bwrap_args(workspace: Path, writable: Sequence[Path], readonly: Sequence[Pa
         args += ["--bind", str(path), str(path)]
     args += ["--chdir", str(workspace), "--"]
     return args
+
+
+_PRIVATE_MOUNTS = (Path("/tmp"), Path("/dev/shm"))  # noqa: S108 -- the sandbox's own tmpfs mounts
+
+
+def _git_common_dir(workspace: Path) -> Path | None:
+    # A worktree's `.git` is a file pointing into the main repository's `.git`; git inside the sandbox needs it.
+    dot_git = workspace / ".git"
+    try:
+        if not dot_git.is_file():
+            return None
+        text = dot_git.read_text().strip()
+        if not text.startswith("gitdir:"):
+            return None
+        gitdir = (workspace / text.removeprefix("gitdir:").strip()).resolve()
+        common = gitdir / "commondir"
+        return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir
+    except OSError:
+        return None
+
+
+def hidden_paths(
+    command: Sequence[str], env: Mapping[str, str], workspace: Path, extra: Sequence[Path] = ()
+) -> list[Path]:
+    """Directories the command needs that the sandbox's private /tmp would hide, to bind read-only.
+
+    The interpreter's environment, PATH entries (a `bin` directory brings its parent: a virtualenv), the
+    program's own directory, the repository behind a worktree, and `extra`, when they live under /tmp.
+    """
+    candidates: list[Path] = [Path(p) for p in extra]
+    for entry in env.get("PATH", "").split(os.pathsep):
+        if entry:
+            path = Path(entry)
+            candidates.append(path.parent if path.name == "bin" else path)
+    if command and "/" in command[0]:
+        program = Path(command[0])
+        candidates.append(program.parent.parent if program.parent.name == "bin" else program.parent)
+    common = _git_common_dir(workspace)
+    if common is not None:
+        candidates.append(common)
+    found: list[Path] = []
+    for path in candidates:
+        if not path.is_absolute() or not path.exists():
+            continue
+        if not any(path == m or m in path.parents for m in _PRIVATE_MOUNTS):
+            continue
+        if path == workspace or workspace in path.parents or path in found:
+            continue
+        found.append(path)
+    return found
 
 
 @functools.cache
@@ -267,6 +317,17 @@ class _PidsCgroup:
                 time.sleep(0.05)
 
 
+def process_limit_available() -> bool:
+    """Whether a cap on processes binds here: a pids cgroup we can create, or RLIMIT_NPROC for a non-root user."""
+    if os.geteuid() != 0:
+        return True
+    cgroup = _PidsCgroup.create(16)
+    if cgroup is None:
+        return False
+    cgroup.remove()
+    return True
+
+
 def _user_task_count(uid: int) -> int:
     count = 0
     for entry in Path("/proc").iterdir():
@@ -331,7 +392,7 @@ def run_sandboxed(
         use_bwrap: True requires bubblewrap, False skips it, None uses it when it works here.
         network: keep the network (setup steps that download dependencies); tests run without.
         writable: more directories the command may write (e.g. a virtualenv being built).
-        readonly: directories bound read-only (already visible; listed for clarity under bwrap).
+        readonly: directories the command reads that may live under /tmp (a virtualenv); bound read-only.
         output_name: file name of the combined stdout/stderr inside `run_dir`.
         max_output_chars: how much of the output's end is returned.
 
@@ -347,7 +408,8 @@ def run_sandboxed(
     if use_bwrap and why_not is not None:
         raise RuntimeError(f"bubblewrap was required but {why_not}")
     if why_not is None:
-        prefix = _bwrap_args(workspace, (run_dir, *writable), readonly, network=network)
+        binds = hidden_paths(command, env, workspace, readonly)
+        prefix = _bwrap_args(workspace, (run_dir, *writable), binds, network=network)
         layers.insert(0, "bwrap(" + ("net," if network else "no-net,") + "pid,user,ro-fs)")
     elif use_bwrap is None:
         missing.append(f"no network or file system isolation: {why_not}")

@@ -1,0 +1,48 @@
+"""Helpers for the test-runner tests: real git repositories made in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+MakeRepo = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> MakeRepo:
+    """Create a committed git repository holding `files` (dedented) and return its path."""
+    counter = iter(range(1000))
+
+    def make(files: dict[str, str]) -> Path:
+        repo = tmp_path / f"repo{next(counter)}"
+        repo.mkdir()
+        for name, text in files.items():
+            path = repo / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text).lstrip("\n"))
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+        subprocess.run(["git", "add", "."], cwd=repo, check=True)
+        subprocess.run(["git", "commit", "-q", "-m", "tests"], cwd=repo, check=True)
+        return repo
+
+    return make
+
+
+def processes_with(token: str) -> list[int]:
+    """Pids of the processes whose command line contains `token`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if token in cmdline:
+            found.append(int(entry.name))
+    return found

@@ -1,0 +1,428 @@
+"""run_test_suite against real repositories in tmp_path, run in the real sandbox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks.testing import TestReport, bwrap_available, run_test_suite
+from tasks.testing.sandbox import process_limit_available
+from tasks.workspace import open_workspace
+from tests.tasks.testing.conftest import MakeRepo, processes_with
+from vibe.errors import InputError
+
+needs_bwrap = pytest.mark.skipif(bwrap_available() is not None, reason=f"bubblewrap unusable: {bwrap_available()}")
+
+MIXED_SUITE = {
+    "pyproject.toml": """
+        [project]
+        name = "mixed"
+        version = "0"
+    """,
+    "tests/test_mixed.py": """
+        from pathlib import Path
+
+        import pytest
+
+
+        def test_passes():
+            assert 1 + 1 == 2
+
+
+        def test_fails():
+            assert [1, 2] == [1, 3], "lists differ"
+
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("fixture exploded")
+
+
+        def test_errors(broken):
+            pass
+
+
+        @pytest.mark.skip(reason="not on this platform")
+        def test_skipped():
+            pass
+
+
+        def test_flaky():
+            # Fails the first time only: the marker lives in the workspace, which the re-run shares.
+            marker = Path("flaky.marker")
+            if not marker.exists():
+                marker.write_text("seen")
+                raise AssertionError("first attempt fails")
+    """,
+}
+
+
+def run_in_workspace(repo: Path, **kwargs: object) -> TestReport:
+    with open_workspace(repo) as workspace:
+        report = run_test_suite(workspace.path, **kwargs)  # type: ignore[arg-type]
+        leftovers = [p for p in workspace.path.rglob("*") if p.name in ("__pycache__", ".pytest_cache", "junit.xml")]
+        assert leftovers == [], f"the run left files in the workspace: {leftovers}"
+    return report
+
+
+def test_mixed_suite_reports_each_outcome_and_flaky_tests(make_repo: MakeRepo) -> None:
+    repo = make_repo(MIXED_SUITE)
+    report = run_in_workspace(repo, timeout_s=120)
+    outcomes = {t.id: t.outcome for t in report.tests}
+    assert outcomes == {
+        "tests/test_mixed.py::test_passes": "passed",
+        "tests/test_mixed.py::test_fails": "failed",
+        "tests/test_mixed.py::test_errors": "error",
+        "tests/test_mixed.py::test_skipped": "skipped",
+        "tests/test_mixed.py::test_flaky": "passed",
+    }
+    assert (report.passed, report.failed, report.errors, report.skipped, report.flaky) == (1, 1, 1, 1, 1)
+    assert report.exit_code == 1
+    assert not report.timed_out
+    assert not report.ok
+    by_id = {t.id: t for t in report.tests}
+    assert "lists differ" in by_id["tests/test_mixed.py::test_fails"].message
+    assert "fixture exploded" in by_id["tests/test_mixed.py::test_errors"].message
+    assert "not on this platform" in by_id["tests/test_mixed.py::test_skipped"].message
+    assert by_id["tests/test_mixed.py::test_flaky"].flaky
+    assert "first attempt fails" in by_id["tests/test_mixed.py::test_flaky"].message
+    digest = report.failure_digest(2000)
+    assert "FAILED tests/test_mixed.py::test_fails" in digest
+    assert "ERROR tests/test_mixed.py::test_errors" in digest
+    assert "test_flaky" not in digest
+    # The user's repository saw nothing of it.
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True)
+    assert status.stdout == ""
+
+
+def test_without_reruns_a_flaky_test_counts_as_failed(make_repo: MakeRepo) -> None:
+    repo = make_repo(MIXED_SUITE)
+    report = run_in_workspace(repo, timeout_s=120, rerun_failures=False)
+    assert (report.failed, report.flaky) == (2, 0)
+
+
+def test_passing_suite_is_ok_and_cannot_see_secrets(make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "GITHUB_TOKEN": "ghp_not_a_real_token",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "PREFECT_API_URL": "http://127.0.0.1:1/api",
+        "AWS_SECRET_ACCESS_KEY": "not-a-real-secret",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    repo = make_repo(
+        {
+            "test_env.py": f"""
+                import os
+                import subprocess
+
+                SECRETS = {sorted(secrets)!r}
+
+
+                def test_no_secret_is_visible():
+                    leaked = [name for name in SECRETS if name in os.environ]
+                    assert leaked == []
+                    assert not any("not-a-real" in value or "sk-test" in value for value in os.environ.values())
+
+
+                def test_home_is_private():
+                    assert os.environ["HOME"] != {str(Path.home())!r}
+                    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+                def test_git_sees_the_checkout():
+                    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+                    assert len(head.stdout.strip()) == 40
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=120)
+    assert report.ok, report.failure_digest()
+    assert report.passed == 3
+    assert set(report.to_json_dict()) == {
+        "passed", "failed", "errors", "skipped", "flaky", "timed_out", "exit_code", "duration_s", "tests",
+    }  # fmt: skip
+    assert set(report.to_json_dict()["tests"][0]) == {"id", "outcome", "duration_s", "message"}
+
+
+def test_a_hanging_test_is_killed_with_everything_it_started(make_repo: MakeRepo) -> None:
+    token = f"{uuid.uuid4().int % 10**6}.{os.getpid()}"
+    repo = make_repo(
+        {
+            "test_hang.py": f"""
+                import subprocess
+                import time
+
+
+                def test_hangs():
+                    # A child in its own session escapes the process group; the sandbox must still end it.
+                    subprocess.Popen(["sleep", "{token}"], start_new_session=True)
+                    time.sleep(3600)
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=15)
+    assert report.timed_out
+    assert report.exit_code is None
+    assert not report.ok
+    assert "timed out" in report.summary
+    assert processes_with(token) == []
+
+
+@pytest.mark.skipif(not process_limit_available(), reason="no process limit binds here (root without pids cgroup)")
+def test_a_fork_bomb_hits_the_process_limit_and_ends_cleanly(make_repo: MakeRepo) -> None:
+    token = f"{uuid.uuid4().int % 10**6}.{os.getpid() + 1}"
+    repo = make_repo(
+        {
+            "test_bomb.py": f"""
+                import os
+
+
+                def test_forks_without_end():
+                    while True:
+                        if os.fork() == 0:
+                            os.execvp("sleep", ["sleep", "{token}"])
+            """,
+        }
+    )
+    # Small limits: the bomb must stop at a few dozen processes, far from hurting the machine.
+    report = run_in_workspace(repo, timeout_s=60, max_processes=40, rerun_failures=False)
+    assert not report.timed_out
+    assert report.failed == 1
+    assert "Resource temporarily unavailable" in report.tests[0].message
+    assert processes_with(token) == []
+
+
+def test_a_memory_hog_gets_a_memory_error(make_repo: MakeRepo) -> None:
+    repo = make_repo(
+        {
+            "test_hog.py": """
+                def test_eats_memory():
+                    hoard = []
+                    while True:
+                        hoard.append(bytearray(64 * 1024 * 1024))
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=60, memory_mb=1024, rerun_failures=False)
+    assert report.failed == 1
+    assert "MemoryError" in report.tests[0].message
+    assert not report.timed_out
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[tuple[int, list[str]]]:
+    """A TCP server on 127.0.0.1 recording every connection it accepts."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            seen.append("connection")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def _network_repo(make_repo: MakeRepo, port: int) -> Path:
+    return make_repo(
+        {
+            "test_net.py": f"""
+                import socket
+
+                import pytest
+
+
+                def test_cannot_reach_the_host():
+                    with pytest.raises(OSError):
+                        socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
+            """,
+        }
+    )
+
+
+@needs_bwrap
+def test_the_network_is_unreachable_under_bwrap(make_repo: MakeRepo, loopback_server: tuple[int, list[str]]) -> None:
+    port, seen = loopback_server
+    repo = _network_repo(make_repo, port)
+    report = run_in_workspace(repo, timeout_s=60)
+    assert report.ok, report.failure_digest()
+    assert seen == []
+    assert report.isolation.startswith("bwrap(no-net")
+    # The same test without bubblewrap does reach the server: the check above is not vacuous.
+    report = run_in_workspace(repo, timeout_s=60, use_bwrap=False, rerun_failures=False)
+    assert report.failed == 1
+    assert seen == ["connection"]
+    assert "bwrap" not in report.isolation
+
+
+@needs_bwrap
+def test_writing_outside_the_workspace_fails(make_repo: MakeRepo, tmp_path: Path) -> None:
+    probe_home = Path.home() / f".vibe-sandbox-probe-{uuid.uuid4().hex[:8]}"
+    outside = tmp_path / "outside.txt"
+    repo = make_repo(
+        {
+            "test_write.py": f"""
+                import errno
+                from pathlib import Path
+
+
+                def test_home_is_read_only():
+                    try:
+                        Path({str(probe_home)!r}).write_text("pwned")
+                    except OSError as exc:
+                        assert exc.errno == errno.EROFS
+                    else:
+                        raise AssertionError("wrote outside the workspace")
+
+
+                def test_other_directories_are_out_of_reach():
+                    try:
+                        Path({str(outside)!r}).write_text("pwned")
+                    except OSError:
+                        pass
+
+
+                def test_the_workspace_is_writable():
+                    Path("scratch.txt").write_text("fine")
+            """,
+        }
+    )
+    try:
+        report = run_in_workspace(repo, timeout_s=60)
+    finally:
+        if probe_home.exists():
+            probe_home.unlink()
+            pytest.fail("the sandboxed test wrote into the real home directory")
+    assert report.ok, report.failure_digest()
+    assert report.passed == 3
+    assert not outside.exists()
+
+
+def test_a_suite_without_tests_is_a_clear_failure(make_repo: MakeRepo) -> None:
+    repo = make_repo({"setup.py": "from setuptools import setup\nsetup(name='empty')\n", "lib.py": "X = 1\n"})
+    report = run_in_workspace(repo, timeout_s=60)
+    assert report.exit_code == 5
+    assert report.summary == "no tests collected"
+    assert not report.ok
+    assert "no tests collected" in report.failure_digest()
+
+
+def test_explicit_commands_pass_or_fail_on_their_exit_code(make_repo: MakeRepo) -> None:
+    repo = make_repo({"check.sh": "#!/bin/sh\necho checking\nexit \"$1\"\n"})
+    (repo / "check.sh").chmod(0o755)
+    subprocess.run(["git", "commit", "-q", "-am", "exec bit"], cwd=repo, check=True)
+    passed = run_in_workspace(repo, command="./check.sh 0", timeout_s=60)
+    assert passed.ok
+    assert passed.exit_code == 0
+    assert passed.tests == []
+    failed = run_in_workspace(repo, command=["./check.sh", "3"], timeout_s=60)
+    assert not failed.ok
+    assert failed.exit_code == 3
+    assert "checking" in failed.failure_digest()
+
+
+def test_bad_inputs_are_input_errors(make_repo: MakeRepo, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a directory"):
+        run_test_suite(tmp_path / "missing")
+    repo = make_repo({"README.md": "# nothing to test\n"})
+    with pytest.raises(InputError, match="found no tests"):
+        run_test_suite(repo)
+    with pytest.raises(InputError, match="command not found: 'no-such-test-runner'"):
+        run_test_suite(repo, command="no-such-test-runner --all")
+
+
+@pytest.mark.slow
+def test_setup_builds_a_cached_environment_per_dependency_files(make_repo: MakeRepo, tmp_path: Path) -> None:
+    cache = tmp_path / "envs"
+    setup = 'python -c "import os; open(os.environ[\'VIRTUAL_ENV\'] + \'/setups\', \'a\').write(\'x\')"'
+    repo = make_repo(
+        {
+            "requirements.txt": "# nothing yet\n",
+            "test_env.py": """
+                import os
+                import sys
+
+
+                def test_runs_in_the_setup_environment():
+                    assert sys.prefix == os.environ["VIRTUAL_ENV"]
+            """,
+        }
+    )
+    first = run_in_workspace(repo, setup=setup, env_cache_dir=cache, timeout_s=300)
+    assert first.ok, first.failure_digest()
+    second = run_in_workspace(repo, setup=setup, env_cache_dir=cache, timeout_s=300)
+    assert second.ok
+    envs = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(envs) == 1
+    assert (envs[0] / "setups").read_text() == "x"  # built once, reused the second time
+    (repo / "requirements.txt").write_text("# changed\n")
+    subprocess.run(["git", "commit", "-q", "-am", "deps"], cwd=repo, check=True)
+    third = run_in_workspace(repo, setup=setup, env_cache_dir=cache, timeout_s=300)
+    assert third.ok
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+
+
+def test_a_failing_setup_is_reported_not_raised(make_repo: MakeRepo, tmp_path: Path) -> None:
+    repo = make_repo({"test_x.py": "def test_x():\n    pass\n"})
+    report = run_in_workspace(repo, setup="echo cannot install; exit 7", timeout_s=60)
+    assert not report.ok
+    assert report.exit_code == 7
+    assert "setup failed" in report.summary
+    assert "cannot install" in report.failure_digest()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+def test_cargo_projects_report_each_test(make_repo: MakeRepo) -> None:
+    repo = make_repo(
+        {
+            "Cargo.toml": '[package]\nname = "demo"\nversion = "0.1.0"\nedition = "2021"\n',
+            "src/lib.rs": """
+                pub fn add(a: i32, b: i32) -> i32 { a + b }
+
+                #[cfg(test)]
+                mod tests {
+                    use super::*;
+
+                    #[test]
+                    fn adds() { assert_eq!(add(2, 2), 4); }
+
+                    #[test]
+                    fn fails() { assert_eq!(add(2, 2), 5, "math is broken"); }
+
+                    #[test]
+                    #[ignore]
+                    fn ignored() {}
+                }
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=300)
+    outcomes = {t.id: t.outcome for t in report.tests}
+    assert outcomes == {"tests::adds": "passed", "tests::fails": "failed", "tests::ignored": "skipped"}
+    assert "math is broken" in {t.id: t for t in report.tests}["tests::fails"].message
+    assert report.runner == "cargo"
+    assert not report.ok
