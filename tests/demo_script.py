@@ -83,12 +83,12 @@ def demo_responder(body: dict[str, Any]) -> str:
 
 def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
     """Run the demo's pipeline in record mode against the fake LLM server; returns the run's summary."""
+    from pydantic import SecretStr
+
     from flows.feature_pipeline import feature_pipeline
     from tests.fakes.llm_server import FakeLLMServer
     from vibe.cli.run import demo_settings, prepare_demo
     from vibe.demo import REQUEST
-    from pydantic import SecretStr
-
     from vibe.settings import Settings
 
     with FakeLLMServer(responder=demo_responder) as server:
@@ -112,5 +112,7 @@ if __name__ == "__main__":
     CASSETTE.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         result = record_demo_cassette(CASSETTE, work_dir=Path(tmp))
+    CASSETTE.chmod(0o644)
+    CASSETTE.with_name(f".{CASSETTE.name}.lock").unlink(missing_ok=True)
     print(result, file=sys.stderr)
     sys.exit(0 if result["status"] == "passed" and result["attempts"] == 2 else 1)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from vibe.settings import Settings
 
 # The model the bundled cassette was recorded with: the demo always asks for it, whatever VIBE_MODEL says.
-DEMO_MODEL = "anthropic:claude-sonnet-4-5"
+DEMO_MODEL = "anthropic:claude-haiku-4-5"
 _SUMMARY_KEYS = ("status", "attempts", "tests", "pr", "cost_usd", "run_id")
 
 
