@@ -1,0 +1,126 @@
+"""Reading per-test results from JUnit XML and from cargo and go output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit, pytest_node_id
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="5">
+<testcase classname="tests.test_a" name="test_ok" file="tests/test_a.py" line="1" time="0.010" />
+<testcase classname="tests.test_a.TestGroup" name="test_param[1-x]" file="tests/test_a.py" line="5" time="0.5">
+  <failure message="assert 1 == 2">def test_param():
+&gt;   assert 1 == 2
+E   assert 1 == 2</failure>
+</testcase>
+<testcase classname="tests.test_a" name="test_teardown" file="tests/test_a.py" line="9" time="0.1" />
+<testcase classname="tests.test_a" name="test_teardown" file="tests/test_a.py" line="9" time="0.2">
+  <error message="failed on teardown with &quot;OSError&quot;">teardown broke</error>
+</testcase>
+<testcase classname="tests.test_a" name="test_skip" file="tests/test_a.py" line="12" time="0">
+  <skipped type="pytest.skip" message="not today">tests/test_a.py:12: not today</skipped>
+</testcase>
+<testcase classname="" name="tests.test_broken" time="0">
+  <error message="collection failure">SyntaxError: invalid syntax</error>
+</testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_pytest_junit_gives_node_ids_outcomes_and_messages(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text(JUNIT)
+    results = {r.id: r for r in parse_junit(path, pytest_ids=True)}
+    assert {k: r.outcome for k, r in results.items()} == {
+        "tests/test_a.py::test_ok": "passed",
+        "tests/test_a.py::TestGroup::test_param[1-x]": "failed",
+        "tests/test_a.py::test_teardown": "error",
+        "tests/test_a.py::test_skip": "skipped",
+        "tests.test_broken": "error",
+    }
+    assert "assert 1 == 2" in results["tests/test_a.py::TestGroup::test_param[1-x]"].message
+    assert results["tests/test_a.py::TestGroup::test_param[1-x]"].duration_s == 0.5
+    assert "teardown broke" in results["tests/test_a.py::test_teardown"].message
+    assert abs(results["tests/test_a.py::test_teardown"].duration_s - 0.3) < 1e-9
+    assert "not today" in results["tests/test_a.py::test_skip"].message
+
+
+def test_generic_junit_ids_and_broken_files(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    path.write_text('<testsuite><testcase classname="com.acme.AppTest" name="works" time="1"/></testsuite>')
+    assert [r.id for r in parse_junit(path)] == ["com.acme.AppTest.works"]
+    path.write_text("<testsuite><testcase name='half")
+    assert parse_junit(path) == []
+    assert parse_junit(tmp_path / "missing.xml") == []
+
+
+def test_long_messages_are_trimmed_keeping_both_ends(tmp_path: Path) -> None:
+    body = "first line\n" + "noise\n" * 5000 + "E   AssertionError: the real reason"
+    path = tmp_path / "junit.xml"
+    case = f'<testcase classname="t" name="x"><failure message="m">{body}</failure></testcase>'
+    path.write_text(f"<testsuite>{case}</testsuite>")
+    (result,) = parse_junit(path)
+    assert len(result.message) <= 2000
+    assert result.message.startswith("m\nfirst line")
+    assert result.message.endswith("E   AssertionError: the real reason")
+
+
+def test_node_ids_without_file_fall_back_to_the_module_path() -> None:
+    assert pytest_node_id("pkg.test_mod", "test_x", None) == "pkg/test_mod.py::test_x"
+    assert pytest_node_id("pkg.test_mod.TestA", "test_y", "pkg/test_mod.py") == "pkg/test_mod.py::TestA::test_y"
+
+
+CARGO = """
+running 3 tests
+test tests::ignored ... ignored
+test tests::adds ... ok
+test tests::fails ... FAILED
+
+failures:
+
+---- tests::fails stdout ----
+thread 'tests::fails' panicked at src/lib.rs:9:18:
+assertion `left == right` failed: math is broken
+
+failures:
+    tests::fails
+
+test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s
+"""
+
+
+def test_cargo_output_gives_each_test() -> None:
+    results = {r.id: r for r in parse_cargo_output(CARGO)}
+    assert {k: r.outcome for k, r in results.items()} == {
+        "tests::ignored": "skipped", "tests::adds": "passed", "tests::fails": "failed",
+    }  # fmt: skip
+    assert "math is broken" in results["tests::fails"].message
+
+
+GO = """=== RUN   TestAdd
+--- PASS: TestAdd (0.00s)
+=== RUN   TestSub
+    calc_test.go:12: got 1, want 2
+--- FAIL: TestSub (0.01s)
+=== RUN   TestSkip
+    calc_test.go:16: later
+--- SKIP: TestSkip (0.00s)
+FAIL
+FAIL\texample.com/calc\t0.012s
+=== RUN   TestOther
+--- PASS: TestOther (0.20s)
+ok  \texample.com/other\t0.210s
+"""
+
+
+def test_go_output_gives_each_test_with_its_package() -> None:
+    results = {r.id: r for r in parse_go_output(GO)}
+    assert {k: r.outcome for k, r in results.items()} == {
+        "example.com/calc/TestAdd": "passed",
+        "example.com/calc/TestSub": "failed",
+        "example.com/calc/TestSkip": "skipped",
+        "example.com/other/TestOther": "passed",
+    }
+    assert "got 1, want 2" in results["example.com/calc/TestSub"].message
+    assert results["example.com/other/TestOther"].duration_s == 0.2
