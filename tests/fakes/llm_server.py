@@ -4,7 +4,7 @@ The real SDKs are pointed at it (`base_url=server.anthropic_base_url` / `server.
 exercise the SDKs' own request building, response parsing and error handling.
 
 ```python
-from tests.fakes.llm_server import FakeLLMServer, ok, status, hang, malformed, truncated
+from tests.fakes.llm_server import FakeLLMServer, ok, status, hang, malformed, truncated, raw
 
 with FakeLLMServer(responder=lambda body: "hello") as server:
     server.enqueue(status(429, retry_after=1), ok("second answer"))
@@ -20,6 +20,7 @@ Behaviours, one per request, taken from the queue in order:
 - `hang(seconds)`: answer only after `seconds` (client timeouts); ends early when the server stops.
 - `malformed()`: status 200, `application/json`, a body that is not JSON.
 - `truncated()`: announces a longer body than it sends and closes the connection.
+- `raw(code, body, content_type=...)`: exactly that reply (an HTML page from a proxy, a body missing fields).
 When the queue is empty the `responder(body) -> str` computes the reply text from the request's JSON body
 (`prompt_of(body)` and `system_of(body)` read it in either protocol).
 """
@@ -50,7 +51,7 @@ OPENAI_PATH = "/v1/chat/completions"
 class Behaviour:
     """What the server does with one request. Build these with `ok`, `status`, `hang`, `malformed`, `truncated`."""
 
-    kind: Literal["ok", "status", "hang", "malformed", "truncated"]
+    kind: Literal["ok", "status", "hang", "malformed", "truncated", "raw"]
     text: str | None = None
     tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
     stop_reason: str | None = None
@@ -61,6 +62,7 @@ class Behaviour:
     message: str | None = None
     echo_auth: bool = False
     seconds: float = 0.0
+    content_type: str = "application/json"
 
 
 def ok(
@@ -108,6 +110,11 @@ def hang(seconds: float) -> Behaviour:
 def malformed() -> Behaviour:
     """HTTP 200 with `content-type: application/json` and a body that is not JSON."""
     return Behaviour("malformed")
+
+
+def raw(code: int, body: str, *, content_type: str = "application/json") -> Behaviour:
+    """Exactly this status, body and content type (an HTML page from a proxy, a reply with missing fields)."""
+    return Behaviour("raw", code=code, text=body, content_type=content_type)
 
 
 def truncated() -> Behaviour:
@@ -329,6 +336,8 @@ class _Handler(BaseHTTPRequestHandler):
             behaviour = ok()
         if behaviour.kind == "status":
             self._send_error(protocol, behaviour.code, behaviour.message, request, behaviour)
+        elif behaviour.kind == "raw":
+            self._send_raw(behaviour.code, (behaviour.text or "").encode(), content_type=behaviour.content_type)
         elif behaviour.kind == "malformed":
             self._send_raw(200, b'{"id": "oops", "content": [', content_type="application/json")
         elif behaviour.kind == "truncated":

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import traceback
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
 import pytest
@@ -18,7 +18,7 @@ from providers._http import retry_after_seconds
 from providers.anthropic import JSON_INSTRUCTION, AnthropicProvider
 from providers.base import CompletionRequest, Message, Provider, ToolSpec
 from providers.openai_compat import OpenAICompatibleProvider
-from tests.fakes.llm_server import FakeLLMServer, hang, malformed, ok, status, truncated
+from tests.fakes.llm_server import FakeLLMServer, hang, malformed, ok, raw, status, truncated
 from vibe.errors import ProviderError
 
 KEY = "sk-test-SECRETKEY-4f1c9a7e2b"
@@ -241,6 +241,34 @@ def test_invalid_json_body_is_a_retryable_malformed_response(llm_server: FakeLLM
     assert error.retryable
     assert "malformed" in str(error)
     assert llm_server.calls() == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "reply",
+    [
+        raw(200, "<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+        raw(200, '{"id": "msg_1", "type": "message", "model": "m"}'),
+        raw(200, '{"id": "x", "object": "chat.completion", "choices": []}'),
+        raw(200, "[1, 2, 3]"),
+    ],
+    ids=["html-page", "anthropic-shape-without-content", "openai-shape-without-choices", "json-array"],
+)
+def test_replies_missing_what_we_need_are_retryable_malformed_responses(
+    llm_server: FakeLLMServer, protocol: Proto, reply: Any
+) -> None:
+    llm_server.enqueue(reply)
+    error = fails(make(protocol, llm_server), REQUEST)
+    assert error.retryable
+    assert "malformed" in str(error)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_an_html_error_page_keeps_its_status(llm_server: FakeLLMServer, protocol: Proto) -> None:
+    llm_server.enqueue(raw(502, "<html>upstream unavailable</html>", content_type="text/html"))
+    error = fails(make(protocol, llm_server), REQUEST)
+    assert (error.retryable, error.status) == (True, 502)
+    assert "upstream unavailable" in str(error)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
