@@ -201,8 +201,10 @@ def snapshot(repo: git.Repo) -> Snapshot:
         index = os.path.join(workdir, "index")
         env = {"GIT_INDEX_FILE": index}
         if real_index.is_file():
-            # Starting from the real index reuses its stat data, so unchanged files are not re-hashed.
-            shutil.copyfile(real_index, index)
+            # Starting from the real index reuses its stat data, so unchanged files are not re-hashed. copy2 keeps
+            # the index's mtime: git's racy-entry check compares it with the files' mtimes, and a fresh mtime
+            # would hide a same-size edit made in the second the index was written.
+            shutil.copy2(real_index, index)
         else:
             repo.git.read_tree("HEAD", env=env)
         repo.git.add("--all", env=env)
@@ -255,6 +257,8 @@ def _run_remote(repo: git.Repo, args: list[str], auth: GitAuth | None, secrets: 
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
+    # Credentials a user embedded in a remote URL must not reach our messages either.
+    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")

@@ -123,6 +123,10 @@ class GitHubClient:
         kwargs.update(overrides)
         return cls(**kwargs)
 
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._gh.close()
+
     def __repr__(self) -> str:
         return f"GitHubClient(api_url={self._api_url!r})"
 

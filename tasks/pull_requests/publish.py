@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import git
+
 from tasks.pull_requests import git_ops
 from tasks.pull_requests.body import marker_key, redact, with_marker
 from tasks.pull_requests.protocol import PullRequestHost, PullRequestInfo
@@ -149,18 +151,45 @@ def publish_pull_request(
     title = _validate(title, github_repo)
     key = key.strip() if key and key.strip() else default_key(title)
     branch = branch_for(key)
-    secrets = settings.secret_values()
     repository = git_ops.open_repo(repo)
     worktree = git_ops.open_repo(source) if source is not None else repository
     if git_ops.common_dir(worktree) != git_ops.common_dir(repository):
         raise InputError(f"{source} is not a working tree of the repository at {repo}")
     remote = git_ops.find_remote(repository)
 
-    host = github
-    if host is None and settings.github_token is not None:
+    if github is None and settings.github_token is not None:
         from tasks.pull_requests.github import GitHubClient  # PyGithub is only loaded when GitHub is used
 
-        host = GitHubClient.from_settings(settings)
+        own = GitHubClient.from_settings(settings)
+        try:
+            return _publish(repository, worktree, remote, own, title=title, body=body, key=key, branch=branch,
+                            base=base, draft=draft, labels=labels, github_repo=github_repo, settings=settings,
+                            tests_passed=tests_passed)
+        finally:
+            own.close()
+    return _publish(repository, worktree, remote, github, title=title, body=body, key=key, branch=branch,
+                    base=base, draft=draft, labels=labels, github_repo=github_repo, settings=settings,
+                    tests_passed=tests_passed)
+
+
+def _publish(
+    repository: git.Repo,
+    worktree: git.Repo,
+    remote: git_ops.Remote,
+    host: PullRequestHost | None,
+    *,
+    title: str,
+    body: str,
+    key: str,
+    branch: str,
+    base: str | None,
+    draft: bool,
+    labels: Sequence[str],
+    github_repo: str | None,
+    settings: Settings,
+    tests_passed: bool | None,
+) -> PullRequestResult:
+    secrets = settings.secret_values()
     full_name: str | None = None
     auth: git_ops.GitAuth | None = None
     if host is not None:
@@ -276,7 +305,7 @@ def _update_pull(
 
 
 def _write_description(
-    settings: Settings, repository: Any, remote: git_ops.Remote, *, branch: str, base: str, title: str, body: str
+    settings: Settings, repository: git.Repo, remote: git_ops.Remote, *, branch: str, base: str, title: str, body: str
 ) -> Path:
     root = git_ops.common_dir(repository)
     name = Path(str(repository.working_tree_dir)).name

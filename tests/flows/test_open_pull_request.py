@@ -99,3 +99,28 @@ def test_flow_fails_clearly_on_a_missing_base(
     assert state.is_failed()
     with pytest.raises(InputError, match="'nope' does not exist"):
         state.result()
+
+
+def test_vibe_pr_tracked_runs_the_flow(
+    prefect_harness: None, repos: Repos, vibe_home: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    assert api
+    (repos.work / "app.py").write_text("print('tracked')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITHUB_"))}
+    env.update({"VIBE_HOME": str(vibe_home), "PREFECT_API_URL": api})
+    done = subprocess.run(
+        [sys.executable, "-c", "from vibe.cli import main; main()", "pr", "--repo", str(repos.work),
+         "--title", "Tracked", "--key", "tracked", "--json"],
+        capture_output=True, text=True, env=env, timeout=180, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"branch": "vibe/tracked", "number": None, "url": None, "created": False}
+    assert git(repos.remote, "show", "vibe/tracked:app.py") == "print('tracked')"
