@@ -76,8 +76,8 @@ class AnthropicProvider:
         """
         try:
             message = await self._client.messages.create(**_map_request(request))
-        except (anthropic.AnthropicError, ValueError) as exc:
-            # ValueError: the SDK lets json.JSONDecodeError through for an invalid JSON body.
+        except (anthropic.AnthropicError, json.JSONDecodeError) as exc:
+            # The SDK lets json.JSONDecodeError through for an invalid JSON body.
             raise self._map_error(exc) from exc
         return _map_response(message, request, self.name, self._redact)
 
@@ -104,7 +104,7 @@ class AnthropicProvider:
             return ProviderError(
                 f"{self.name}: connection failed: {self._redact(what)}", provider=self.name, retryable=True
             )
-        if isinstance(exc, ValueError):
+        if isinstance(exc, json.JSONDecodeError):
             return malformed_error(self.name, f"invalid JSON body ({exc})", self._redact)
         # Anything else from the SDK (credentials it could not load, a misuse) will fail the same way again.
         return ProviderError(

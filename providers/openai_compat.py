@@ -113,8 +113,8 @@ class OpenAICompatibleProvider:
         """
         try:
             completion = await self._client.chat.completions.create(**_map_request(request, self.name))
-        except (openai.OpenAIError, ValueError) as exc:
-            # ValueError: the SDK lets json.JSONDecodeError through for an invalid JSON body.
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            # The SDK lets json.JSONDecodeError through for an invalid JSON body.
             raise self._map_error(exc) from exc
         return _map_response(completion, request, self.name, self._redact)
 
@@ -141,7 +141,7 @@ class OpenAICompatibleProvider:
             return ProviderError(
                 f"{self.name}: connection failed: {self._redact(what)}", provider=self.name, retryable=True
             )
-        if isinstance(exc, ValueError):
+        if isinstance(exc, json.JSONDecodeError):
             return malformed_error(self.name, f"invalid JSON body ({exc})", self._redact)
         return ProviderError(
             f"{self.name}: {type(exc).__name__}: {self._redact(str(exc))}", provider=self.name, retryable=False

@@ -309,6 +309,7 @@ def test_api_key_never_appears_in_errors_or_logs(
         error = fails(make(protocol, llm_server, timeout_s=0.5), REQUEST)
         seen += [str(error), repr(error), "".join(traceback.format_exception(error))]
     assert "credential received: Bearer [REDACTED]" in seen[0]  # the server did echo it; we removed it
+    assert "HTTP Request: POST" in caplog.text  # the SDKs' debug logging was captured too
     for text in [*seen, caplog.text]:
         assert KEY not in text
     assert llm_server.calls() == len(behaviours)
