@@ -316,14 +316,19 @@ def ls_remote(
         raise _remote_fault("reading", remote, err)
     heads: dict[str, str] = {}
     default: str | None = None
+    head_sha: str | None = None
     for line in out.splitlines():
         if line.startswith("ref: ") and line.endswith("\tHEAD"):
             target = line[len("ref: "):].split("\t")[0]
             default = target.removeprefix("refs/heads/")
             continue
         sha, _, ref = line.partition("\t")
-        if ref in wanted:
+        if ref == "HEAD":
+            head_sha = sha
+        elif ref in wanted:
             heads[wanted[ref]] = sha
+    if default is not None and head_sha is not None:
+        heads.setdefault(default, head_sha)  # HEAD's commit is the default branch's: no second round trip
     return RemoteRefs(heads=heads, default_branch=default)
 
 

@@ -213,7 +213,9 @@ def _publish(
         base = refs.default_branch
         if base is None:
             raise InputError(f"cannot tell the default branch of {remote.name} ({remote.display_url}); pass --base")
-        refs = git_ops.ls_remote(repository, remote, [base, branch], with_default=False, auth=auth, secrets=secrets)
+        if base not in refs.heads:
+            refs = git_ops.ls_remote(repository, remote, [base, branch], with_default=False, auth=auth,
+                                     secrets=secrets)
     base_sha = refs.heads.get(base)
     if base_sha is None:
         raise InputError(f"the base branch {base!r} does not exist on {remote.name} ({remote.display_url})")
