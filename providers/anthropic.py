@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from providers._http import Redactor, malformed_error, status_error
 from providers.base import CompletionRequest, CompletionResponse, ToolCall, Usage
-from vibe.errors import ProviderError
+from vibe.errors import ConfigError, ProviderError
 
 JSON_INSTRUCTION = (
     "Reply with exactly one JSON object and nothing else: no prose before or after it, no Markdown code fence."
@@ -41,6 +41,9 @@ class AnthropicProvider:
         timeout_s: seconds one HTTP request may take before it fails (retryable).
         http_client: an `httpx2.AsyncClient` to send requests with (tests, shared connection pools). It is not
             closed by `aclose()`: whoever made it closes it.
+
+    Raises:
+        ConfigError: no credentials were given and the SDK found none either.
     """
 
     name = "anthropic"
@@ -57,13 +60,22 @@ class AnthropicProvider:
         self._redact = Redactor([key])
         self._timeout_s = timeout_s
         self._owns_http_client = http_client is None
-        self._client = anthropic.AsyncAnthropic(
-            api_key=key,
-            base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,  # the ProviderManager retries; SDK retries would multiply with its own
-            http_client=http_client,
-        )
+        try:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=key,
+                base_url=base_url,
+                timeout=timeout_s,
+                max_retries=0,  # the ProviderManager retries; SDK retries would multiply with its own
+                http_client=http_client,
+            )
+        except anthropic.AnthropicError as exc:  # a profile or credentials file the SDK could not load
+            raise ConfigError(
+                f"anthropic: no usable credentials: set ANTHROPIC_API_KEY ({self._redact(str(exc))})"
+            ) from exc
+        client = self._client
+        if client.api_key is None and client.auth_token is None and client.credentials is None:
+            # Otherwise the SDK fails every request with a TypeError; say what to set instead.
+            raise ConfigError("anthropic: no credentials: set ANTHROPIC_API_KEY")
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(base_url={str(self._client.base_url)!r})"

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from providers._http import Redactor, malformed_error, status_error
 from providers.base import CompletionRequest, CompletionResponse, ToolCall, Usage
-from vibe.errors import ProviderError
+from vibe.errors import ConfigError, ProviderError
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ class OpenAICompatibleProvider:
             honours `OPENAI_BASE_URL`.
         timeout_s: seconds one HTTP request may take before it fails (retryable).
         http_client: an `httpx2.AsyncClient` to send requests with; not closed by `aclose()`.
+
+    Raises:
+        ConfigError: `openai` without a key, and none in `OPENAI_API_KEY`.
     """
 
     def __init__(
@@ -94,13 +97,16 @@ class OpenAICompatibleProvider:
         self._redact = Redactor([key if key != KEYLESS_PLACEHOLDER else None])
         self._timeout_s = timeout_s
         self._owns_http_client = http_client is None
-        self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,  # the ProviderManager retries; SDK retries would multiply with its own
-            http_client=http_client,
-        )
+        try:
+            self._client = openai.AsyncOpenAI(
+                api_key=key,
+                base_url=base_url,
+                timeout=timeout_s,
+                max_retries=0,  # the ProviderManager retries; SDK retries would multiply with its own
+                http_client=http_client,
+            )
+        except openai.OpenAIError as exc:  # no key given and none in OPENAI_API_KEY
+            raise ConfigError(f"{name}: no credentials: set OPENAI_API_KEY ({self._redact(str(exc))})") from exc
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleProvider({self.name!r}, base_url={str(self._client.base_url)!r})"

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
@@ -19,7 +20,7 @@ from providers.anthropic import JSON_INSTRUCTION, AnthropicProvider
 from providers.base import CompletionRequest, Message, Provider, ToolSpec
 from providers.openai_compat import OpenAICompatibleProvider
 from tests.fakes.llm_server import FakeLLMServer, hang, malformed, ok, raw, status, truncated
-from vibe.errors import ProviderError
+from vibe.errors import ConfigError, ProviderError
 
 KEY = "sk-test-SECRETKEY-4f1c9a7e2b"
 PROTOCOLS = ("anthropic", "openai")
@@ -379,3 +380,16 @@ def test_retry_after_parses_seconds_milliseconds_and_http_dates() -> None:
     assert retry_after_seconds({"retry-after": "-3"}) is None
     assert retry_after_seconds({}) is None
     assert retry_after_seconds(None) is None
+
+
+def test_no_credentials_anywhere_is_a_config_error_before_any_request(
+    llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(tmp_path))  # no profile on disk either
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
+        AnthropicProvider(api_key=None, base_url=llm_server.anthropic_base_url, timeout_s=5)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        OpenAICompatibleProvider("openai", api_key=None, base_url=llm_server.openai_base_url, timeout_s=5)
+    assert llm_server.calls() == 0
