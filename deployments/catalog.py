@@ -28,7 +28,6 @@ DEPLOYMENTS: Final[dict[str, str]] = {
 }
 
 #: Prefect variables that `prefect.yaml` reads at deploy time (`{{ prefect.variables.NAME }}`).
-VAR_DEPLOYMENT_CONCURRENCY: Final = "vibe_deployment_concurrency"
 VAR_REINDEX_CRON: Final = "vibe_reindex_cron"
 VAR_REINDEX_REPOS: Final = "vibe_reindex_repos"
 

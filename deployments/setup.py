@@ -7,7 +7,9 @@ differences, so a second run reports no change and fails on nothing:
 - its queues `critical`, `high`, `medium`, `low` at priorities 1..4;
 - global concurrency limits: one rate limit per queue (`queue_rate_per_minute` slots that decay at
   `rate / 60` per second) and one concurrency limit per LLM provider;
-- the Prefect variables `prefect.yaml` reads at deploy time (deployment concurrency, re-index schedule);
+- the concurrency limit of every deployment already on the pool (`deployment_concurrency`; `prefect.yaml`
+  carries the same default, so run `vibe setup` again after a deploy when the setting differs);
+- the Prefect variables `prefect.yaml` and the flows read (re-index schedule and repositories);
 - the Secret blocks `prefect.yaml` references (filled from the settings; created empty when unset, so the
   reference resolves and the run falls back to the worker's own environment);
 - the automation that marks a Running flow run Crashed once its heartbeats stop (a killed worker), which
@@ -62,8 +64,9 @@ async def setup(settings: Settings) -> SetupReport:
         await _ensure_queues(client, settings, report)
         await _ensure_limits(client, settings, report)
         await _ensure_variables(client, settings, report)
-        await _ensure_secrets(settings, report)
+        await _ensure_secrets(client, settings, report)
         await _ensure_crash_automation(client, settings, report)
+        await _ensure_deployment_limits(client, settings, report)
     return report
 
 
@@ -178,7 +181,6 @@ async def _ensure_variables(client: PrefectClient, settings: Settings, report: S
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 
     wanted: dict[str, Any] = {
-        catalog.VAR_DEPLOYMENT_CONCURRENCY: settings.deployment_concurrency,
         catalog.VAR_REINDEX_CRON: settings.reindex_cron,
         catalog.VAR_REINDEX_REPOS: list(settings.reindex_repos),
     }
@@ -206,16 +208,18 @@ def _secret_values(settings: Settings) -> dict[str, str | None]:
     return {env: (secret.get_secret_value() if secret is not None else None) for env, secret in keys.items()}
 
 
-async def _ensure_secrets(settings: Settings, report: SetupReport) -> None:
+async def _ensure_secrets(client: PrefectClient, settings: Settings, report: SetupReport) -> None:
     from prefect.blocks.system import Secret
+    from prefect.exceptions import ObjectNotFound
 
     values = _secret_values(settings)
     for env, block_name in catalog.SECRET_BLOCKS.items():
         value = values[env]
+        # Read the document, not `Secret.aload`: loading a block emits an event per call, flushed at exit.
         try:
-            block: Secret[str] = await Secret.aload(block_name)
-            current: str | None = str(block.get())
-        except ValueError:  # Prefect raises ValueError for a block document that does not exist
+            document = await client.read_block_document_by_name(block_name, "secret", include_secrets=True)
+            current: str | None = str(document.data.get("value", ""))
+        except ObjectNotFound:
             current = None
         if value is None:
             # Unset here: keep whatever the server holds (another operator may have set it), but make sure
@@ -303,3 +307,23 @@ async def _ensure_crash_automation(client: PrefectClient, settings: Settings, re
         report.record(f"automation {desired.name!r}: updated", changed=True)
     else:
         report.record(f"automation {desired.name!r}", changed=False)
+
+
+async def _ensure_deployment_limits(client: PrefectClient, settings: Settings, report: SetupReport) -> None:
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+    deployments = await client.read_deployments(
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[settings.work_pool]))
+    )
+    wanted = settings.deployment_concurrency
+    for deployment in deployments:
+        if "vibe" not in deployment.tags or deployment.name not in catalog.DEPLOYMENTS.values():
+            continue
+        limit = deployment.global_concurrency_limit
+        current = limit.limit if limit is not None else None
+        if current != wanted:
+            await client.update_deployment(deployment.id, DeploymentUpdate(concurrency_limit=wanted))
+            report.record(f"deployment {deployment.name}: concurrency {current} -> {wanted}", changed=True)
+        else:
+            report.record(f"deployment {deployment.name}: concurrency {wanted}", changed=False)
