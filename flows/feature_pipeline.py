@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from prefect import Task, flow
+from prefect import flow
 from prefect.context import FlowRunContext
 
 from tasks.codegen.apply import UnsafeEditError
@@ -45,6 +45,7 @@ from tasks.codegen.report import (
 from tasks.codegen.steps import (
     apply_reply_task,
     ask_model_task,
+    call_step,
     gather_context_task,
     index_repo_task,
     publish_pr_task,
@@ -54,21 +55,11 @@ from tasks.workspace import open_workspace
 from vibe.errors import BudgetExceededError, InputError
 from vibe.settings import Settings
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 _log = logging.getLogger("vibe.pipeline")
 
 
 def _in_flow() -> bool:
     return FlowRunContext.get() is not None
-
-
-def _step(step: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    # Inside a flow run a step is a tracked task run; called as `feature_pipeline.fn` it is a plain call.
-    if _in_flow():
-        return step(*args, **kwargs)
-    return step.fn(*args, **kwargs)
 
 
 def _say(message: str) -> None:
@@ -169,13 +160,13 @@ def feature_pipeline(
     resumed = bool(journal.get("base"))
     progress = _Progress(key)
     progress.advance(0, "indexing the repository")
-    _step(index_repo_task, repo)
+    call_step(index_repo_task, repo)
     base_commit = journal.get("base")
     with open_workspace(repo, ref=base_commit or "HEAD") as workspace:
         if base_commit is None:
             journal.put("base", workspace.base_commit)
         progress.advance(10, "gathering context")
-        context: CodeContext = _step(gather_context_task, repo, request, workspace.path)
+        context: CodeContext = call_step(gather_context_task, repo, request, workspace.path)
         budget = Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd)
         outcome = PipelineOutcome(request=request, model=model, key=key, max_attempts=attempts_allowed)
         history: list[Exchange] = []
@@ -202,13 +193,13 @@ def feature_pipeline(
                     outcome.stop(str(exc))
                     _say(str(exc))
                     break
-                generation = _step(ask_model_task, messages, settings, model)
+                generation = call_step(ask_model_task, messages, settings, model)
                 charge(budget, generation)
                 journal.put(f"generate:{attempt}", generation.to_json_dict())
             outcome.models.add(generation.model)
             progress.advance(start + span / 3, f"attempt {attempt}/{attempts_allowed}: applying edits")
             try:
-                applied = _step(apply_reply_task, workspace.path, generation.reply)
+                applied = call_step(apply_reply_task, workspace.path, generation.reply)
             except UnsafeEditError as exc:
                 outcome.refuse(attempt, str(exc))
                 _finish(outcome, budget, journal, progress, persist=False)
@@ -220,7 +211,7 @@ def feature_pipeline(
                 progress.advance(start + 2 * span / 3, f"attempt {attempt}/{attempts_allowed}: running the tests")
                 tests = journal.get(f"tests:{attempt}")
                 if tests is None:
-                    tests = _step(run_tests_task, workspace.path, settings, test_command)
+                    tests = call_step(run_tests_task, workspace.path, settings, test_command)
                     journal.put(f"tests:{attempt}", tests)
                 outcome.add_attempt(attempt, written=applied["written"], problems=[], tests=tests)
                 if tests["ok"]:
@@ -243,7 +234,7 @@ def feature_pipeline(
         if open_pr and outcome.changed_files:
             pr = journal.get("pr")
             if pr is None:
-                pr = _step(
+                pr = call_step(
                     publish_pr_task,
                     repo,
                     workspace.path,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from providers.base import Message
@@ -24,6 +24,20 @@ from tasks.codegen.generate import CodeContext, Generation, ask_model, gather_co
 from tasks.codegen.parser import parse_reply
 from vibe.errors import ExternalError, GitHubError, ProviderError
 from vibe.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def call_step(step: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a step: a tracked task run inside a flow run, a plain function call outside one.
+
+    Outside a flow run (a flow called through `.fn`, as the CLI does without a Prefect API) calling a task
+    would make Prefect start a temporary server just to record it; the plain call does the same work.
+    """
+    if FlowRunContext.get() is not None:
+        return step(*args, **kwargs)
+    return step.fn(*args, **kwargs)
 
 
 def only_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

@@ -1,0 +1,101 @@
+"""generate_code: one model reply turned into checked edits, against the fake LLM server and a real repository."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from flows.generate_code import generate_code
+from tasks.codegen.apply import UnsafeEditError
+from tests.demo_script import FENCE, FIRST_REPLY
+from tests.fakes.llm_server import FakeLLMServer, system_of
+from tests.tasks.pull_requests.conftest import git
+from vibe.demo import REQUEST, SAMPLE_REPO
+from vibe.errors import BudgetExceededError
+from vibe.settings import Settings
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    work = tmp_path / "textstats"
+    shutil.copytree(SAMPLE_REPO, work)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "initial")
+    return work
+
+
+def settings_for(server: FakeLLMServer, home: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "home": home,
+        "anthropic_api_key": SecretStr("sk-ant-test-key"),
+        "anthropic_base_url": server.anthropic_base_url,
+        "model": "anthropic:claude-haiku-4-5",
+        "fallbacks": (),
+        "replay": "off",
+        "cache_enabled": False,
+        "llm_max_retries": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def test_reply_becomes_checked_edits_and_nothing_is_written(repo: Path, vibe_home: Path) -> None:
+    with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
+        result = generate_code.fn(REQUEST, str(repo), settings=settings_for(server, vibe_home))
+        body = server.requests[0].body or {}
+    assert [(e["path"], e["kind"]) for e in result["edits"]] == [
+        ("textstats/stats.py", "search_replace"),
+        ("tests/test_median.py", "whole"),
+    ]
+    assert result["problems"] == []
+    assert result["applied"] == []
+    assert not (repo / "tests" / "test_median.py").exists()
+    # The prompt states the edit formats and carries the repository's code and map.
+    assert "<<<<<<< SEARCH" in system_of(body)
+    user = body["messages"][0]["content"]
+    text = user if isinstance(user, str) else "".join(part["text"] for part in user)
+    assert "def word_counts(text: str)" in text
+    assert "## Repository map" in text
+    assert result["cost_usd"] > 0
+
+
+def test_apply_writes_valid_edits(repo: Path, vibe_home: Path) -> None:
+    with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
+        result = generate_code.fn(REQUEST, str(repo), apply=True, settings=settings_for(server, vibe_home))
+    assert result["applied"] == ["textstats/stats.py", "tests/test_median.py"]
+    assert "def median" in (repo / "textstats" / "stats.py").read_text()
+
+
+def test_search_that_matches_twice_is_a_problem_for_the_model(repo: Path, vibe_home: Path) -> None:
+    ambiguous = (
+        f"textstats/stats.py\n{FENCE}\n<<<<<<< SEARCH\n    if not values:\n=======\n    if not values:  # x\n"
+        f">>>>>>> REPLACE\n{FENCE}\n"
+    )
+    stats = repo / "textstats" / "stats.py"
+    stats.write_text(stats.read_text() + "\n\ndef spread(values):\n    if not values:\n        return 0\n")
+    before = (repo / "textstats" / "stats.py").read_text()
+    with FakeLLMServer(responder=lambda body: ambiguous) as server:
+        result = generate_code.fn(REQUEST, str(repo), apply=True, settings=settings_for(server, vibe_home))
+    assert any("matches 2 times" in p for p in result["problems"])
+    assert result["applied"] == []
+    assert (repo / "textstats" / "stats.py").read_text() == before
+
+
+def test_refused_edit_fails_with_a_clear_message(repo: Path, vibe_home: Path) -> None:
+    hostile = f"../escape.py\n{FENCE}\nprint('out')\n{FENCE}\n"
+    refused = pytest.raises(UnsafeEditError, match=r"'\.\.' is not allowed")
+    with FakeLLMServer(responder=lambda body: hostile) as server, refused:
+        generate_code.fn(REQUEST, str(repo), apply=True, settings=settings_for(server, vibe_home))
+    assert not (repo.parent / "escape.py").exists()
+
+
+def test_a_prompt_over_the_budget_is_never_sent(repo: Path, vibe_home: Path) -> None:
+    with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
+        with pytest.raises(BudgetExceededError, match="token budget"):
+            generate_code.fn(REQUEST, str(repo), settings=settings_for(server, vibe_home, budget_tokens=100))
+        assert server.calls() == 0
