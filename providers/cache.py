@@ -26,6 +26,7 @@ Every backend failure is raised as `vibe.errors.CacheError`; callers treat the c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import sqlite3
@@ -43,7 +44,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from providers.base import CompletionResponse
 from vibe.errors import CacheError
@@ -264,7 +265,8 @@ class RedisCache(_LockWaiter):
             socket_timeout=5.0,
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
         )
-        self._get_and_count = self._client.register_script(_GET_AND_COUNT)
+        # Redis names scripts by their SHA-1; not a security use.
+        self._get_and_count_sha = hashlib.sha1(_GET_AND_COUNT.encode(), usedforsecurity=False).hexdigest()
         self._release = self._client.register_script(_RELEASE)
 
     async def _run(self, operation: Callable[[], Awaitable[_T]]) -> _T:
@@ -277,8 +279,19 @@ class RedisCache(_LockWaiter):
             raise CacheError(f"Redis at {self.location}: {type(exc).__name__}: {exc}") from exc
 
     async def get(self, key: str) -> CompletionResponse | None:
-        raw = await self._run(lambda: self._get_and_count(keys=[key, self._hits_key, self._misses_key]))
-        return _decode(raw, key)
+        return _decode(await self._run(lambda: self._lookup(key)), key)
+
+    async def _lookup(self, key: str) -> bytes | None:
+        # EVALSHA directly (not redis-py's Script wrapper): the hit path is this one command, nothing more.
+        try:
+            raw: bytes | None = await self._client.evalsha(
+                self._get_and_count_sha, 3, key, self._hits_key, self._misses_key
+            )
+        except NoScriptError:
+            # A restarted or flushed server forgot the script: load it once and go on.
+            await self._client.script_load(_GET_AND_COUNT)
+            raw = await self._client.evalsha(self._get_and_count_sha, 3, key, self._hits_key, self._misses_key)
+        return raw
 
     async def peek(self, key: str) -> CompletionResponse | None:
         raw = await self._run(lambda: self._client.get(key))
