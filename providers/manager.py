@@ -101,7 +101,7 @@ class ProviderManager:
         # Cooldowns this process decided, used when the shared store is unreachable.
         self._local_cooldowns: dict[str, float] = {}
         self._lock_ttl_s = settings.cache_lock_ttl_s or settings.llm_timeout_s + _LOCK_MARGIN_S
-        self._call_timeout_s = settings.llm_timeout_s + _TIMEOUT_MARGIN_S
+        self._call_timeout_s = settings.llm_timeout_s + min(_TIMEOUT_MARGIN_S, settings.llm_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProviderManager:

@@ -26,9 +26,9 @@ import pytest
 import redis
 
 from providers.base import CompletionRequest, CompletionResponse, Usage
-from providers.cache import EmbeddedCache
+from providers.cache import EmbeddedCache, RedisCache
 from providers.manager import ProviderManager
-from tests.fakes.llm_server import FakeLLMServer, malformed, prompt_of, status
+from tests.fakes.llm_server import FakeLLMServer, hang, malformed, prompt_of, status
 from vibe.errors import ConfigError, ProviderError
 from vibe.settings import Settings
 
@@ -200,7 +200,7 @@ _WORKER = textwrap.dedent(
     import redis
     from providers.base import CompletionRequest, CompletionResponse
     from providers.manager import ProviderManager
-from tests.fakes.llm_server import FakeLLMServer, malformed, prompt_of, status
+from tests.fakes.llm_server import FakeLLMServer, hang, malformed, prompt_of, status
     from vibe.settings import Settings
 
     counter, hang = sys.argv[1], sys.argv[2] == "hang"
@@ -312,7 +312,8 @@ def _free_port() -> int:
 
 
 async def test_redis_down_at_start_warns_once_and_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    config = settings(tmp_path, redis_url=f"redis://127.0.0.1:{_free_port()}/0")
+    # Database 15 keeps this location distinct from the proxy test's, whatever ports the OS hands out.
+    config = settings(tmp_path, redis_url=f"redis://127.0.0.1:{_free_port()}/15")
     fake = FakeProvider("anthropic")
     with caplog.at_level(logging.WARNING, logger="vibe.providers"):
         async with ProviderManager(config, providers={"anthropic": fake}) as manager:
@@ -322,6 +323,37 @@ async def test_redis_down_at_start_warns_once_and_answers(tmp_path: Path, caplog
     assert not again.cached
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_a_killed_redis_connection_is_reopened_without_fuss(
+    redis_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeProvider("anthropic")
+    with caplog.at_level(logging.WARNING, logger="vibe.providers"):
+        async with ProviderManager(redis_settings, providers={"anthropic": fake}) as manager:
+            await manager.complete(CompletionRequest.of("kill", model="smart"))
+            assert isinstance(manager.cache, RedisCache)
+            own_id = await manager.cache._client.client_id()
+            admin = redis.Redis.from_url(redis_url)
+            assert admin.client_kill_filter(_id=own_id) == 1  # only our own connection
+            admin.close()
+            after = await manager.complete(CompletionRequest.of("kill", model="smart"))
+    assert after.cached
+    assert len(fake.calls) == 1
+    assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
+
+
+async def test_a_hanging_provider_times_out_and_fails_over(tmp_path: Path) -> None:
+    async def hangs(request: CompletionRequest) -> str:
+        await asyncio.sleep(3600)
+        return "never"
+
+    config = settings(tmp_path, llm_timeout_s=0.2, llm_max_retries=1)
+    primary = FakeProvider("anthropic", hangs)
+    async with ProviderManager(config, providers={"anthropic": primary, "openai": FakeProvider("openai")},
+                               sleep=Recorder()) as manager:
+        response = await manager.complete(CompletionRequest.of("hi", model="smart"), fallbacks=["gpt"])
+    assert (response.model, response.attempts, len(primary.calls)) == ("openai:gpt-5", 3, 2)
 
 
 class _Proxy:
@@ -638,3 +670,11 @@ async def test_sdk_malformed_replies_are_retried_then_fail_over(llm_server: Fake
         response = await manager.complete(CompletionRequest.of("hello", model="fast"), fallbacks=["gpt"])
     assert response.model == "openai:gpt-5"
     assert response.attempts == 3
+
+
+async def test_sdk_timeout_is_retried(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.enqueue(hang(30))
+    config = sdk_settings(tmp_path, llm_server, llm_timeout_s=0.5, llm_max_retries=1)
+    async with ProviderManager(config, sleep=Recorder()) as manager:
+        response = await manager.complete(CompletionRequest.of("slow", model="fast"))
+    assert (response.text, response.attempts) == ("echo: slow", 2)
