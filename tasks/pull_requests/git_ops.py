@@ -10,7 +10,8 @@ hooks on the remote do.
 The GitHub token reaches git only through the environment of the fetch/ls-remote/push command that needs it
 (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n`, an `http.<host>.extraheader`), scoped to the
 GitHub host: never in `.git/config`, a remote URL or a command line. Local hooks are skipped on a push that
-carries the token, so no user code runs with it in its environment.
+carries the token (`core.hooksPath` pointed at nothing for that command), so no user code runs with it in its
+environment.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ class GitAuth:
         key = f"http.{self.web_url}.extraheader"
         # The empty value first resets headers configured elsewhere (actions/checkout writes one), so the
         # server never receives two Authorization headers.
+        # No hook of the repository runs in a command that carries the token (pre-push, reference-transaction).
         return {
-            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_COUNT": "3",
             "GIT_CONFIG_KEY_0": key,
             "GIT_CONFIG_VALUE_0": "",
             "GIT_CONFIG_KEY_1": key,
             "GIT_CONFIG_VALUE_1": f"AUTHORIZATION: basic {basic}",
+            "GIT_CONFIG_KEY_2": "core.hooksPath",
+            "GIT_CONFIG_VALUE_2": os.devnull,
         }
 
 

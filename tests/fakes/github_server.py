@@ -103,12 +103,20 @@ class FakeGitHub:
         self.repos[full_name] = repo
         return repo
 
-    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1,
-             headers: dict[str, str] | None = None, message: str = "Server Error", body: Any = None) -> None:
+    def fail(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        message: str = "Server Error",
+        body: Any = None,
+    ) -> None:
         """Answer the next `times` requests matching `method` and `path_regex` with `status` (and `body`)."""
         with self._lock:
-            self._failures.append(
-                _Failure(method, re.compile(path_regex), status, times, headers or {}, message, body))
+            self._failures.append(_Failure(method, re.compile(path_regex), status, times, headers or {}, message, body))
 
     def count(self, method: str | None = None, path_regex: str = ".*") -> int:
         """How many API calls matched (git transport requests are not counted)."""
@@ -134,8 +142,12 @@ class FakeGitHub:
     def _branch_sha(self, repo: FakeRepo, branch: str) -> str | None:
         if repo.bare is None:
             return "0" * 40
-        proc = subprocess.run(["git", "--git-dir", str(repo.bare), "rev-parse", "--verify", "-q",
-                               f"refs/heads/{branch}"], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["git", "--git-dir", str(repo.bare), "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def _pull_json(self, repo: FakeRepo, pr: dict[str, Any]) -> dict[str, Any]:
@@ -143,20 +155,47 @@ class FakeGitHub:
         n = pr["number"]
         api = f"{self.api_url}/repos/{repo.full_name}"
         return {
-            "url": f"{api}/pulls/{n}", "id": 1000 + n, "node_id": f"PR_node_{n}",
-            "html_url": f"{self.root}/{repo.full_name}/pull/{n}", "issue_url": f"{api}/issues/{n}",
-            "number": n, "state": pr["state"], "locked": False, "title": pr["title"], "body": pr["body"],
-            "draft": pr["draft"], "user": {"login": "vibe-bot", "id": 7},
-            "labels": [{"id": i, "node_id": f"L{i}", "name": name, "color": "ededed", "default": False,
-                        "description": None, "url": f"{api}/labels/{name}"} for i, name in enumerate(pr["labels"])],
-            "head": {"ref": pr["head"], "label": f"{owner}:{pr['head']}", "sha": self._branch_sha(repo, pr["head"]),
-                     "user": {"login": owner}},
-            "base": {"ref": pr["base"], "label": f"{owner}:{pr['base']}", "sha": self._branch_sha(repo, pr["base"]),
-                     "user": {"login": owner}},
+            "url": f"{api}/pulls/{n}",
+            "id": 1000 + n,
+            "node_id": f"PR_node_{n}",
+            "html_url": f"{self.root}/{repo.full_name}/pull/{n}",
+            "issue_url": f"{api}/issues/{n}",
+            "number": n,
+            "state": pr["state"],
+            "locked": False,
+            "title": pr["title"],
+            "body": pr["body"],
+            "draft": pr["draft"],
+            "user": {"login": "vibe-bot", "id": 7},
+            "labels": [
+                {
+                    "id": i,
+                    "node_id": f"L{i}",
+                    "name": name,
+                    "color": "ededed",
+                    "default": False,
+                    "description": None,
+                    "url": f"{api}/labels/{name}",
+                }
+                for i, name in enumerate(pr["labels"])
+            ],
+            "head": {
+                "ref": pr["head"],
+                "label": f"{owner}:{pr['head']}",
+                "sha": self._branch_sha(repo, pr["head"]),
+                "user": {"login": owner},
+            },
+            "base": {
+                "ref": pr["base"],
+                "label": f"{owner}:{pr['base']}",
+                "sha": self._branch_sha(repo, pr["base"]),
+                "user": {"login": owner},
+            },
         }
 
-    def handle_api(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
-                   body: Any) -> tuple[int, dict[str, str], Any]:
+    def handle_api(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: Any
+    ) -> tuple[int, dict[str, str], Any]:
         self.calls.append(Call(method, path, query, body))
         if headers.get("Authorization") != f"token {self.token}":
             return 401, {}, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}
@@ -173,20 +212,34 @@ class FakeGitHub:
         with self._lock:
             return self._route(repo, method, rest, query, body)
 
-    def _route(self, repo: FakeRepo, method: str, rest: str, query: dict[str, list[str]],
-               body: Any) -> tuple[int, dict[str, str], Any]:
+    def _route(
+        self, repo: FakeRepo, method: str, rest: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, dict[str, str], Any]:
         owner = repo.full_name.split("/")[0]
         if rest == "" and method == "GET":
-            return 200, {}, {
-                "id": 1, "node_id": "R_1", "name": repo.full_name.split("/")[1], "full_name": repo.full_name,
-                "owner": {"login": owner, "id": 1}, "private": False, "default_branch": repo.default_branch,
-                "html_url": f"{self.root}/{repo.full_name}", "url": f"{self.api_url}/repos/{repo.full_name}",
-            }
+            return (
+                200,
+                {},
+                {
+                    "id": 1,
+                    "node_id": "R_1",
+                    "name": repo.full_name.split("/")[1],
+                    "full_name": repo.full_name,
+                    "owner": {"login": owner, "id": 1},
+                    "private": False,
+                    "default_branch": repo.default_branch,
+                    "html_url": f"{self.root}/{repo.full_name}",
+                    "url": f"{self.api_url}/repos/{repo.full_name}",
+                },
+            )
         if rest == "/pulls" and method == "GET":
             state = query.get("state", ["open"])[0]
             head = query.get("head", [None])[0]
-            found = [p for p in repo.pulls.values()
-                     if (state == "all" or p["state"] == state) and (head is None or f"{owner}:{p['head']}" == head)]
+            found = [
+                p
+                for p in repo.pulls.values()
+                if (state == "all" or p["state"] == state) and (head is None or f"{owner}:{p['head']}" == head)
+            ]
             return 200, {}, [self._pull_json(repo, p) for p in found]
         if rest == "/pulls" and method == "POST":
             return self._create_pull(repo, body)
@@ -213,8 +266,11 @@ class FakeGitHub:
                 return 422, {}, {"message": "Invalid request: labels must be a list of strings"}
             pr = repo.pulls[int(m.group(1))]
             pr["labels"] = list(dict.fromkeys([*pr["labels"], *names]))
-            return 200, {}, [{"id": i, "name": n, "color": "ededed", "default": False}
-                             for i, n in enumerate(pr["labels"])]
+            return (
+                200,
+                {},
+                [{"id": i, "name": n, "color": "ededed", "default": False} for i, n in enumerate(pr["labels"])],
+            )
         return 404, {}, {"message": "Not Found"}
 
     def _create_pull(self, repo: FakeRepo, body: Any) -> tuple[int, dict[str, str], Any]:
@@ -229,16 +285,41 @@ class FakeGitHub:
         head = body["head"].split(":", 1)[-1]
         for name, branch in (("head", head), ("base", body["base"])):
             if self._branch_sha(repo, branch) is None:
-                return 422, {}, {"message": "Validation Failed",
-                                 "errors": [{"resource": "PullRequest", "field": name, "code": "invalid"}]}
+                return (
+                    422,
+                    {},
+                    {
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "field": name, "code": "invalid"}],
+                    },
+                )
         if any(p["head"] == head and p["state"] == "open" for p in repo.pulls.values()):
-            return 422, {}, {"message": "Validation Failed", "errors": [
-                {"resource": "PullRequest", "code": "custom",
-                 "message": f"A pull request already exists for {owner}:{head}."}]}
+            return (
+                422,
+                {},
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {owner}:{head}.",
+                        }
+                    ],
+                },
+            )
         number = self._next_number
         self._next_number += 1
-        pr = {"number": number, "state": "open", "title": body["title"], "body": body.get("body", ""),
-              "draft": body.get("draft", False), "labels": [], "head": head, "base": body["base"]}
+        pr = {
+            "number": number,
+            "state": "open",
+            "title": body["title"],
+            "body": body.get("body", ""),
+            "draft": body.get("draft", False),
+            "labels": [],
+            "head": head,
+            "base": body["base"],
+        }
         repo.pulls[number] = pr
         return 201, {}, self._pull_json(repo, pr)
 
@@ -338,8 +419,9 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
-            status, headers, payload = fake.handle_api(self.command, parts.path, parse_qs(parts.query),
-                                                       self.headers, body)
+            status, headers, payload = fake.handle_api(
+                self.command, parts.path, parse_qs(parts.query), self.headers, body
+            )
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")

@@ -451,3 +451,30 @@ def test_branch_names_are_stable_and_distinct() -> None:
     assert branch_for("Add a --verbose flag").startswith("vibe/add-a-verbose-flag-")
     assert branch_for("Add X") != branch_for("add-x")
     assert branch_for("../../etc") .startswith("vibe/etc-")
+
+
+def test_no_local_hook_runs_with_the_token_in_its_environment(
+    repos: Repos, fake_github: FakeGitHub, settings: Settings, tmp_path: Path
+) -> None:
+    git(repos.work, "remote", "set-url", "origin", fake_github.git_url(FULL_NAME))
+    dump = tmp_path / "hook-env.txt"
+    for name in ("pre-push", "reference-transaction", "post-checkout"):
+        hook = repos.work / ".git" / "hooks" / name
+        hook.write_text(f"#!/bin/sh\nenv >> '{dump}'\ncat >/dev/null\nexit 0\n")
+        hook.chmod(0o755)
+    edit(repos)
+    assert publish(repos, settings, client(settings), github_repo=None).created
+    assert not dump.exists() or TOKEN not in dump.read_text()
+    assert not dump.exists() or "GIT_CONFIG_VALUE" not in dump.read_text()
+
+
+def test_a_closed_pr_is_history_and_the_next_run_opens_a_fresh_one(
+    repos: Repos, fake_github: FakeGitHub, settings: Settings
+) -> None:
+    edit(repos)
+    publish(repos, settings, client(settings))
+    fake_github.repos[FULL_NAME].pulls[1]["state"] = "closed"
+    result = publish(repos, settings, client(settings), body="Try again.")
+    assert result.created
+    assert result.number == 2
+    assert [p["state"] for p in fake_github.pulls(FULL_NAME)] == ["closed", "open"]
