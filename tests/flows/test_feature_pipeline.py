@@ -228,3 +228,52 @@ def test_as_a_prefect_flow_it_reports_progress_and_a_summary_artifact(
     assert "feature_pipeline: passed" in markdown
     assert f"{github.root}/{FULL_NAME}/pull/1" in markdown
     assert TOKEN not in markdown
+
+
+def _cli_env(home: Path, **extra: str) -> dict[str, str]:
+    import os
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("GITHUB_TOKEN", "REDIS_URL", "PREFECT_API_URL")
+    }
+    env.update(VIBE_HOME=str(home), **extra)
+    return env
+
+
+def test_vibe_run_json_prints_one_summary_object(project: Path, vibe_home: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    with FakeLLMServer(responder=demo_responder) as llm:
+        env = _cli_env(
+            vibe_home,
+            ANTHROPIC_API_KEY="sk-ant-test-key",
+            ANTHROPIC_BASE_URL=llm.anthropic_base_url,
+            VIBE_MODEL="anthropic:claude-haiku-4-5",
+            VIBE_FALLBACKS="",
+            VIBE_CACHE_ENABLED="false",
+        )
+        vibe = str(Path(sys.executable).with_name("vibe"))
+        proc = subprocess.run(
+            [vibe, "run", REQUEST, "--repo", str(project), "--no-pr", "--json"],
+            env=env, capture_output=True, text=True, timeout=240, check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        payload = json.loads(proc.stdout)
+        assert list(payload) == ["status", "attempts", "tests", "pr", "cost_usd", "run_id"]
+        assert payload["status"] == "passed"
+        assert payload["attempts"] == 2
+        assert payload["tests"] == {"passed": 6, "failed": 0}
+        assert payload["pr"] is None
+        assert "sk-ant-test-key" not in proc.stdout + proc.stderr
+
+        missing = subprocess.run(
+            [vibe, "run", REQUEST, "--repo", str(project / "nope"), "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert missing.returncode == 2
+        assert missing.stderr.startswith("error: ")
+        assert "Traceback" not in missing.stderr

@@ -53,6 +53,9 @@ def run(
     Exit code 0 when the tests pass at the end, 1 when they do not (or the budget ran out), 2 on an error.
     """
     settings = load_settings()
+    if not repo.is_dir():
+        # Checked before Prefect is imported: a typo should not cost seconds.
+        fail(f"{repo} is not a directory: pass the path of a git repository with --repo")
     if not as_json:
         _show_progress()
     try:
