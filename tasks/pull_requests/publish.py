@@ -157,7 +157,8 @@ def publish_pull_request(
         raise InputError(f"{source} is not a working tree of the repository at {repo}")
     remote = git_ops.find_remote(repository)
 
-    if github is None and settings.github_token is not None:
+    # An empty GITHUB_TOKEN (an unset secret exported as "") means local mode, not a doomed 401.
+    if github is None and settings.github_token is not None and settings.github_token.get_secret_value():
         from tasks.pull_requests.github import GitHubClient  # PyGithub is only loaded when GitHub is used
 
         own = GitHubClient.from_settings(settings)
@@ -199,8 +200,9 @@ def _publish(
                 f"cannot tell the GitHub repository from the URL of {remote.name} ({remote.display_url}); "
                 "pass --github-repo OWNER/NAME"
             )
-        if settings.github_token is not None and git_ops.strip_userinfo(remote.url).startswith(host.web_url):
-            auth = git_ops.GitAuth(web_url=host.web_url, token=settings.github_token)
+        token = settings.github_token
+        if token is not None and token.get_secret_value() and git_ops.strip_userinfo(remote.url).startswith(host.web_url):
+            auth = git_ops.GitAuth(web_url=host.web_url, token=token)
 
     snap = git_ops.snapshot(worktree)
     explicit_base = base
