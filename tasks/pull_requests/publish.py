@@ -201,7 +201,8 @@ def _publish(
                 "pass --github-repo OWNER/NAME"
             )
         token = settings.github_token
-        if token is not None and token.get_secret_value() and git_ops.strip_userinfo(remote.url).startswith(host.web_url):
+        same_host = git_ops.strip_userinfo(remote.url).startswith(host.web_url)
+        if token is not None and token.get_secret_value() and same_host:
             auth = git_ops.GitAuth(web_url=host.web_url, token=token)
 
     snap = git_ops.snapshot(worktree)

@@ -67,3 +67,11 @@ def test_commits_work_without_a_configured_identity(
     result = publish_pull_request(repos.work, title="Identity", body="", key="identity", settings=make_settings())
     author = git(repos.remote, "log", "-1", "--format=%an <%ae>", result.branch)
     assert author == "vibe-pipelines <vibe-pipelines@users.noreply.github.com>"
+
+
+def test_an_empty_token_means_local_mode(repos: Repos, make_settings: Callable[..., Settings]) -> None:
+    (repos.work / "app.py").write_text("print('empty token')\n")
+    result = publish_pull_request(repos.work, title="Empty", body="", key="empty",
+                                  settings=make_settings(github_token=""))
+    assert result.local
+    assert result.description_path is not None
