@@ -200,7 +200,6 @@ _WORKER = textwrap.dedent(
     import redis
     from providers.base import CompletionRequest, CompletionResponse
     from providers.manager import ProviderManager
-from tests.fakes.llm_server import FakeLLMServer, hang, malformed, prompt_of, status
     from vibe.settings import Settings
 
     counter, hang = sys.argv[1], sys.argv[2] == "hang"
