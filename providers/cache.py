@@ -56,6 +56,8 @@ _T = TypeVar("_T")
 
 # Locations (redacted URL or file path) that have already warned in this process: one warning each.
 _warned: set[str] = set()
+# Embedded stores whose use this process has already announced.
+_announced: set[Path] = set()
 
 
 def warn_unavailable(location: str, error: BaseException) -> None:
@@ -155,7 +157,9 @@ def open_cache(settings: Settings) -> RedisCache | EmbeddedCache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s)
     path = settings.home / "llm-cache.sqlite3"
-    log.info("no REDIS_URL configured: the LLM cache is the embedded store %s (this machine only)", path)
+    if path not in _announced:
+        _announced.add(path)
+        log.info("no REDIS_URL configured: the LLM cache is the embedded store %s (this machine only)", path)
     return EmbeddedCache(path, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s)
 
 

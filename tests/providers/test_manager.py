@@ -150,6 +150,19 @@ async def test_bypass_neither_reads_nor_writes(redis_settings: Settings) -> None
     assert len(fake.calls) == 3
 
 
+async def test_cache_disabled_still_shares_cooldowns(redis_settings: Settings) -> None:
+    config = redis_settings.model_copy(update={"cache_enabled": False, "provider_cooldown_s": 120.0})
+    primary = FakeProvider("anthropic", failing("anthropic", *[unavailable("anthropic")] * 10))
+    providers = {"anthropic": primary, "openai": FakeProvider("openai")}
+    async with ProviderManager(config, providers=providers, sleep=Recorder()) as first:
+        for _ in range(2):
+            await first.complete(CompletionRequest.of("hello", model="smart"), fallbacks=["gpt"])
+        assert first.cache is not None
+        assert (await first.cache.stats()).keys == 0
+    assert len(primary.calls) == 3  # the second request skipped the cooled-down provider
+    assert len(providers["openai"].calls) == 2  # and nothing was cached
+
+
 async def test_a_different_parameter_is_a_different_entry(redis_settings: Settings) -> None:
     fake = FakeProvider("anthropic")
     async with ProviderManager(redis_settings, providers={"anthropic": fake}) as manager:
