@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, plan_tests, resolve_program
+from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_runner, plan_tests, resolve_program
 from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit
 from tasks.testing.report import TestCaseResult, TestReport, trim_message
 from tasks.testing.sandbox import Limits, SandboxResult, run_sandboxed, sandbox_env
@@ -139,6 +139,13 @@ def _python_setup(
         return venv, None
 
 
+def _is_python(workspace: Path, command: str | Sequence[str] | None) -> bool:
+    if command is not None:
+        return plan_tests(workspace, command, python="python").runner == "pytest"
+    found = detect_runner(workspace)
+    return found is not None and found[0] == "pytest"
+
+
 def _results(plan: TestPlan, junit_path: Path, output: str) -> list[TestCaseResult]:
     if plan.runner == "pytest":
         return parse_junit(junit_path, pytest_ids=True)
@@ -205,9 +212,11 @@ def run_test_suite(
         timeout_s: wall-clock limit of the whole run (setup and re-runs have their own budget of the same size).
         memory_mb: address-space limit of each process.
         setup: a shell command installing what the tests need (`pip install -r requirements-dev.txt pytest`).
-            With `env_cache_dir`, Python projects get a virtualenv under `env_cache_dir/<hash of the dependency
-            files>` that is built once and reused; otherwise the setup runs in the workspace before each run.
-            Setup keeps network access; the tests never have it (under bubblewrap).
+            Python projects get a virtualenv (the setup's `pip install` goes there; the runner's pytest stays
+            available behind it) under `env_cache_dir/<hash of setup and dependency files>`, built once and
+            reused; without `env_cache_dir` it is private to the run. Other projects run the setup in the
+            workspace before each run (`npm ci`). Setup keeps network access; the tests never have it (under
+            bubblewrap).
         rerun_failures: re-run each failing test on its own once; one that passes then counts as flaky.
         env_cache_dir: where cached setup environments live (the CLI passes `settings.home / "envs"`).
         max_processes: processes and threads the run may have at once.
@@ -232,10 +241,12 @@ def run_test_suite(
         env = sandbox_env(run_dir)
         venv: Path | None = None
         if setup:
-            if env_cache_dir is not None:
+            if _is_python(workspace, command):
+                # Without a cache directory the virtualenv is private to this run; never the runner's own one.
+                cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
                 venv, failed = _python_setup(
-                    workspace=workspace, setup=setup, env_cache_dir=Path(env_cache_dir).expanduser().resolve(),
-                    run_dir=run_dir, limits=limits, use_bwrap=use_bwrap,
+                    workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits,
+                    use_bwrap=use_bwrap,
                 )  # fmt: skip
             else:
                 result = run_sandboxed(

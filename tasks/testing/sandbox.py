@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -91,6 +92,7 @@ def sandbox_env(
         parent: the environment to filter (default: this process's).
         extra: variables to set on top (the runner's own, never secrets).
     """
+    # Filtering, not configuration: the child gets a reduced copy of whatever environment we run in.
     source = os.environ if parent is None else parent
     env = {k: v for k, v in source.items() if k in ENV_ALLOW_LIST}
     env.setdefault("PATH", os.defpath)
@@ -203,7 +205,7 @@ def bwrap_available() -> str | None:
     binary = shutil.which("bwrap")
     if binary is None:
         return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    probe_dir = Path("/")
+    probe_dir = Path(tempfile.mkdtemp(prefix="vibe-bwrap-probe-"))
     try:
         proc = subprocess.run(
             [*_bwrap_args(probe_dir, (), (), network=False), "true"],
@@ -213,6 +215,8 @@ def bwrap_available() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap cannot run: {exc}"
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
     if proc.returncode != 0:
         return f"bwrap cannot create namespaces here: {proc.stderr.decode(errors='replace').strip()}"
     return None

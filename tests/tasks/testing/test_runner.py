@@ -386,8 +386,8 @@ def test_setup_builds_a_cached_environment_per_dependency_files(make_repo: MakeR
 
 
 def test_a_failing_setup_is_reported_not_raised(make_repo: MakeRepo, tmp_path: Path) -> None:
-    repo = make_repo({"test_x.py": "def test_x():\n    pass\n"})
-    report = run_in_workspace(repo, setup="echo cannot install; exit 7", timeout_s=60)
+    repo = make_repo({"check.sh": "exit 0\n"})
+    report = run_in_workspace(repo, command="sh check.sh", setup="echo cannot install; exit 7", timeout_s=60)
     assert not report.ok
     assert report.exit_code == 7
     assert "setup failed" in report.summary

@@ -1,0 +1,157 @@
+"""Overhead of the sandboxed test runner on a real project's suite, printed as JSON.
+
+Downloads a pure-Python sdist that ships its tests (default: parso 0.8.4, ~1350 tests, 10-20 s of CPU),
+commits it into a scratch git repository, then runs its suite alternately
+
+- directly: `python -m pytest -p no:cacheprovider -q` in the checkout, and
+- through the runner: `open_workspace` + `run_test_suite` (worktree, bubblewrap, limits, JUnit XML, clean-up),
+
+and reports the median wall and CPU times of each and their ratios. Target: wall ratio <= 1.15.
+CPU time (user + system of all child processes) is printed too: on a busy machine it is the steadier figure.
+
+Usage: `uv run python benchmarks/test_overhead.py [--package parso==0.8.4] [--repeat 2] [--cache DIR]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tasks.testing import run_test_suite
+from tasks.workspace import open_workspace
+
+TARGET_RATIO = 1.15
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def download_sdist(package: str, cache: Path) -> Path:
+    """The sdist of `package` (`name==version`), downloaded once into `cache` with pip."""
+    cache.mkdir(parents=True, exist_ok=True)
+    name = package.split("==")[0].lower()
+    found = sorted(p for p in cache.glob("*.tar.gz") if p.name.lower().startswith(name + "-"))
+    if found:
+        return found[-1]
+    for pip in ([sys.executable, "-m", "pip"], ["python3", "-m", "pip"]):
+        proc = subprocess.run(
+            [*pip, "download", "--no-binary", ":all:", "--no-deps", "-q", "-d", str(cache), package],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"could not download {package} with pip: {proc.stderr.strip()}")
+    found = sorted(p for p in cache.glob("*.tar.gz") if p.name.lower().startswith(name + "-"))
+    if not found:
+        raise SystemExit(f"pip downloaded no sdist for {package}")
+    return found[-1]
+
+
+def make_repo(sdist: Path, root: Path) -> Path:
+    with tarfile.open(sdist) as archive:
+        archive.extractall(root, filter="data")
+    (repo,) = [p for p in root.iterdir() if p.is_dir()]
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}  # fmt: skip
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "sdist"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    return repo
+
+
+def run_direct(repo: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return {"mode": "direct", "wall_s": wall, "cpu_s": cpu, "exit_code": proc.returncode, "summary": summary}
+
+
+def run_sandboxed(repo: Path) -> dict[str, Any]:
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    with open_workspace(repo) as workspace:
+        report = run_test_suite(workspace.path, timeout_s=3600)
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+    return {
+        "mode": "sandboxed", "wall_s": wall, "cpu_s": cpu, "exit_code": report.exit_code,
+        "summary": report.counts_line(), "isolation": report.isolation,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", default="parso==0.8.4")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "vibe-bench-sdists")
+    args = parser.parse_args()
+
+    sdist = download_sdist(args.package, args.cache)
+    root = Path(tempfile.mkdtemp(prefix="vibe-bench-"))
+    try:
+        repo = make_repo(sdist, root)
+        runs: list[dict[str, Any]] = []
+        # Warm the page cache and the interpreter's imports once so the first timed run is not penalised.
+        run_direct(repo)
+        for _ in range(args.repeat):
+            runs.append(run_direct(repo))
+            runs.append(run_sandboxed(repo))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs if r["mode"] == mode)
+
+    direct_wall, sandboxed_wall = median("direct", "wall_s"), median("sandboxed", "wall_s")
+    direct_cpu, sandboxed_cpu = median("direct", "cpu_s"), median("sandboxed", "cpu_s")
+    ratio = sandboxed_wall / direct_wall
+    print(
+        json.dumps(
+            {
+                "benchmark": "test_overhead",
+                "project": sdist.name,
+                "repeat": args.repeat,
+                "direct_wall_s": round(direct_wall, 2),
+                "sandboxed_wall_s": round(sandboxed_wall, 2),
+                "ratio": round(ratio, 3),
+                "direct_cpu_s": round(direct_cpu, 2),
+                "sandboxed_cpu_s": round(sandboxed_cpu, 2),
+                "cpu_ratio": round(sandboxed_cpu / direct_cpu, 3),
+                "target_ratio": TARGET_RATIO,
+                "meets_target": ratio <= TARGET_RATIO,
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "isolation": next(r["isolation"] for r in runs if r["mode"] == "sandboxed"),
+                "runs": [
+                    {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k != "isolation"}
+                    for r in runs
+                ],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
