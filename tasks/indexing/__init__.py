@@ -1,0 +1,20 @@
+"""Codebase indexing: incremental, symbol-aware, searchable, with a repo map for prompts.
+
+Public API (plain functions; the Prefect task wrappers live in `tasks.indexing.tasks`):
+
+- `index_repository(repo, full=False, store_dir=None, progress=None) -> IndexStats`
+- `search_code(repo, query, k=10, store_dir=None) -> list[SearchHit]`
+- `build_repo_map(repo, max_tokens=1024, mentions=(), store_dir=None) -> str`
+
+The store of a repository is `<git dir>/vibe/index.sqlite` unless `store_dir` names another directory.
+Importing this package loads neither Prefect nor tree-sitter.
+"""
+
+from __future__ import annotations
+
+from tasks.indexing.index import index_repository, store_path
+from tasks.indexing.models import IndexStats, SearchHit
+from tasks.indexing.repomap import build_repo_map
+from tasks.indexing.search import search_code
+
+__all__ = ["IndexStats", "SearchHit", "build_repo_map", "index_repository", "search_code", "store_path"]

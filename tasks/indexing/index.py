@@ -1,0 +1,190 @@
+"""Index a repository: find what changed since the last run, analyse only that, and store the results."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from tasks.indexing.analyze import MAX_FILE_BYTES, Job, analyze
+from tasks.indexing.models import FileAnalysis, IndexStats
+from tasks.indexing.scan import Repository, blob_id, list_files, open_repository, skip_reason_for_path
+from tasks.indexing.store import SQLiteStore
+from tasks.indexing.worker import analyse_in_workers
+from vibe.errors import InputError
+
+STORE_FILE = "index.sqlite"
+# Below this many files to analyse, starting worker processes costs more than it saves.
+_PARALLEL_MIN_FILES = 48
+# Files per store transaction: bounds memory and the work an interrupted run loses.
+_BATCH_FILES = 256
+
+Progress = Callable[[int, int], None]
+
+
+def store_path(repository: Repository, store_dir: Path | None = None) -> Path:
+    """Where a repository's index lives: `<store_dir>/index.sqlite`, by default `<git dir>/vibe/index.sqlite`.
+
+    The default keeps one store per repository (per worktree), out of the working tree so that it is never
+    indexed, committed or seen by `git status`.
+    """
+    return (store_dir if store_dir is not None else repository.git_dir / "vibe") / STORE_FILE
+
+
+def _working_blob(root: Path, path: str, max_bytes: int) -> str | None:
+    """The id of a modified or untracked file's content, or None if it cannot be read (analysis reports it)."""
+    full = root / path
+    try:
+        if full.is_symlink():
+            return "link"
+        stat = full.stat()
+        if stat.st_size > max_bytes:
+            # Huge files are never read: their size and mtime stand for their content.
+            return f"size:{stat.st_size}:{stat.st_mtime_ns}"
+        return blob_id(full.read_bytes())
+    except OSError:
+        return None
+
+
+def _plan(
+    repository: Repository,
+    snapshot: dict[str, str | None],
+    stored: dict[str, tuple[str, str]],
+    max_bytes: int,
+) -> tuple[list[FileAnalysis], list[Job]]:
+    """Split the working tree into records decided by path alone and files that need analysing."""
+    decided: list[FileAnalysis] = []
+    jobs: list[Job] = []
+    root = str(repository.root)
+    for path, known in snapshot.items():
+        old_blob, old_status = stored.get(path, ("", ""))
+        reason = skip_reason_for_path(path)
+        if reason is not None:
+            if old_status != reason:
+                decided.append(FileAnalysis(path=path, status=reason, blob=known or ""))
+            continue
+        blob = known if known is not None else _working_blob(repository.root, path, max_bytes)
+        if blob is not None and blob.startswith("link"):
+            if old_status != "symlink" or old_blob != blob:
+                decided.append(FileAnalysis(path=path, status="symlink", blob=blob))
+            continue
+        if blob and blob == old_blob:
+            continue
+        if blob is not None and blob.startswith("size:"):
+            decided.append(FileAnalysis(path=path, status="huge", blob=blob))
+            continue
+        jobs.append(Job(path=path, root=root, blob=blob, max_bytes=max_bytes))
+    return decided, jobs
+
+
+def _analyse_all(jobs: list[Job], workers: int) -> Iterator[FileAnalysis]:
+    if workers <= 1 or len(jobs) < _PARALLEL_MIN_FILES:
+        yield from map(analyze, jobs)
+        return
+    # Largest files first, so that no worker ends the run alone on a big file.
+    yield from analyse_in_workers(sorted(jobs, key=_size, reverse=True), workers)
+
+
+def _size(job: Job) -> int:
+    try:
+        return os.stat(os.path.join(job.root, job.path)).st_size
+    except OSError:
+        return 0
+
+
+def _batches(results: Iterable[FileAnalysis], progress: Progress | None, total: int) -> Iterator[list[FileAnalysis]]:
+    batch: list[FileAnalysis] = []
+    chunks = 0
+    for done, result in enumerate(results, start=1):
+        batch.append(result)
+        chunks += len(result.chunks)
+        if progress is not None:
+            progress(done, total)
+        if len(batch) >= _BATCH_FILES or chunks >= 20_000:
+            yield batch
+            batch, chunks = [], 0
+    if batch:
+        yield batch
+
+
+def index_repository(
+    repo: Path,
+    *,
+    full: bool = False,
+    store_dir: Path | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    lock_timeout_s: float = 600.0,
+) -> IndexStats:
+    """Index the git repository at `repo` (incrementally unless `full`).
+
+    Every file git does not ignore is considered: tracked files by the blob id git stores, modified and
+    untracked ones by hashing their content, so only changed files are analysed again; files gone from the
+    working tree (deleted, renamed away) leave the index. Binary, vendored, generated, huge and unreadable
+    files are skipped and counted; a file with invalid UTF-8 is indexed with replacement characters and
+    reported.
+
+    Args:
+        repo: any directory inside the repository's working tree.
+        full: drop the stored index and analyse every file again.
+        store_dir: directory of the store (default: `<git dir>/vibe`).
+        progress: called with (files analysed, files to analyse) as the run advances.
+        workers: processes that parse in parallel (default: one per CPU).
+        max_file_bytes: files larger than this are skipped as `huge`.
+        lock_timeout_s: how long to wait for another index run on the same store to finish.
+
+    Returns:
+        What the run did and the store's totals.
+
+    Raises:
+        InputError: `repo` is not a git working tree, or the store cannot be created or used.
+        LockTimeoutError: another index run held the store for longer than `lock_timeout_s`.
+    """
+    started = time.perf_counter()
+    repository = open_repository(repo)
+    path = store_path(repository, store_dir)
+    try:
+        store = SQLiteStore(path, create=True)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open the index {path}: {exc}") from exc
+    try:
+        with store.write_lock(lock_timeout_s):
+            if full:
+                store.reset()
+            snapshot = list_files(repository)
+            stored = store.file_states()
+            removed = [p for p in stored if p not in snapshot]
+            decided, jobs = _plan(repository, snapshot, stored, max_file_bytes)
+            if progress is not None:
+                progress(0, len(jobs))
+            changed = len(removed) + len(decided)
+            problems: list[str] = []
+            if removed or decided:
+                store.apply(decided, removed)
+            results = _analyse_all(jobs, workers or os.cpu_count() or 1)
+            for batch in _batches(results, progress, len(jobs)):
+                store.apply(batch, ())
+                # A file that stays unreadable is retried every run but is no change.
+                changed += sum(1 for r in batch if not (r.status == "unreadable" == stored.get(r.path, ("", ""))[1]))
+                problems.extend(r.problem for r in batch if r.problem)
+            if len(jobs) > _BATCH_FILES:
+                store.optimize()
+            counts = store.counts()
+    except sqlite3.Error as exc:
+        raise InputError(f"the index at {path} cannot be used ({exc}): delete it and run `vibe index` again") from exc
+    finally:
+        store.close()
+    return IndexStats(
+        files=counts.files,
+        changed=changed,
+        symbols=counts.symbols,
+        chunks=counts.chunks,
+        skipped=counts.skipped,
+        elapsed_s=time.perf_counter() - started,
+        skipped_by_reason=counts.skipped_by_reason,
+        problems=tuple(sorted(problems)),
+        store=str(path),
+    )

@@ -1,0 +1,129 @@
+"""Plain data the indexing package passes around: results returned to callers and per-file analyses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """What one index run did.
+
+    Attributes:
+        files: indexed files in the repository after the run.
+        changed: files added, updated or removed by this run (skipped files whose record changed included).
+        symbols: definitions in the index after the run.
+        chunks: searchable chunks in the index after the run.
+        skipped: files in the repository that are not indexed (binary, vendored, generated, huge, unreadable).
+        elapsed_s: wall time of the run in seconds.
+        skipped_by_reason: `skipped` broken down by reason (`binary`, `vendored`, `generated`, `huge`,
+            `unreadable`, `symlink`, `submodule`).
+        problems: one line per file that needed attention (unreadable, invalid UTF-8, parse errors).
+        store: where the index lives.
+    """
+
+    files: int
+    changed: int
+    symbols: int
+    chunks: int
+    skipped: int
+    elapsed_s: float
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    store: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures the CLI prints with `--json`: exactly files, changed, symbols, chunks, skipped, elapsed_s."""
+        return {
+            "files": self.files,
+            "changed": self.changed,
+            "symbols": self.symbols,
+            "chunks": self.chunks,
+            "skipped": self.skipped,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    model_dump = as_dict
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: a chunk of a file.
+
+    Attributes:
+        path: the file, relative to the repository root, with `/` separators.
+        start_line: first line of the chunk (1-based).
+        end_line: last line of the chunk (1-based, inclusive).
+        symbol: the definition the chunk belongs to (`Class.method`), or None for top-level code and text.
+        score: relevance, higher is better (BM25 with the definition boost; comparable within one query).
+        text: the chunk's text.
+    """
+
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str | None
+    score: float
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as the CLI prints it with `--json` (without the text)."""
+        return {
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "symbol": self.symbol,
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A symbol defined in a file. Lines are 0-based here (tree-sitter rows), inclusive."""
+
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+    name_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A searchable piece of a file. Lines are 1-based and inclusive.
+
+    Attributes:
+        parts: the split words of the compound identifiers in `text` (`getUserName` -> `get user name`).
+        defs: names (and their parts) of the definitions that start inside the chunk, for the definition boost.
+    """
+
+    start_line: int
+    end_line: int
+    symbol: str | None
+    text: str
+    parts: str
+    defs: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileAnalysis:
+    """Everything the index stores about one file, computed away from the database (in a worker process).
+
+    Attributes:
+        status: `indexed`, or the reason the file is skipped.
+        blob: git blob id of the content the analysis saw; empty when it could not be read (retry next run).
+        signatures: for each definition, its first source line (what a repo map shows).
+        refs: referenced names and how often.
+        problem: a one-line note for the report (unreadable, invalid UTF-8, syntax errors), or None.
+    """
+
+    path: str
+    status: str
+    blob: str
+    lang: str | None = None
+    chunks: tuple[Chunk, ...] = ()
+    defs: tuple[Definition, ...] = ()
+    signatures: tuple[str, ...] = ()
+    refs: tuple[tuple[str, int], ...] = ()
+    problem: str | None = None
