@@ -242,12 +242,33 @@ def _cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_vibe_run_json_prints_one_summary_object(project: Path, vibe_home: Path) -> None:
-    import json
+def test_vibe_run_rejects_a_missing_repository_in_one_line(vibe_home: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    vibe = str(Path(sys.executable).with_name("vibe"))
+    missing = subprocess.run(
+        [vibe, "run", REQUEST, "--repo", str(tmp_path / "nope"), "--json"],
+        env=_cli_env(vibe_home), capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert missing.returncode == 2
+    assert missing.stdout == ""
+    assert missing.stderr.startswith("error: ")
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_killed_run_resumes_without_repeating_finished_llm_calls(project: Path, vibe_home: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.fakes.llm_server import hang, ok
+
     with FakeLLMServer(responder=demo_responder) as llm:
+        # The first call is answered; the second hangs, and the process is killed while waiting for it.
+        llm.enqueue(ok(), hang(120))
         env = _cli_env(
             vibe_home,
             ANTHROPIC_API_KEY="sk-ant-test-key",
@@ -256,24 +277,27 @@ def test_vibe_run_json_prints_one_summary_object(project: Path, vibe_home: Path)
             VIBE_FALLBACKS="",
             VIBE_CACHE_ENABLED="false",
         )
-        vibe = str(Path(sys.executable).with_name("vibe"))
-        proc = subprocess.run(
-            [vibe, "run", REQUEST, "--repo", str(project), "--no-pr", "--json"],
-            env=env, capture_output=True, text=True, timeout=240, check=False,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        payload = json.loads(proc.stdout)
+        command = [str(Path(sys.executable).with_name("vibe")), "run", REQUEST, "--repo", str(project), "--no-pr",
+                   "--json"]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        deadline = time.monotonic() + 240
+        while llm.calls() < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert llm.calls() == 2, proc.communicate(timeout=5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        payload = json.loads(rerun.stdout)  # --json: exactly one object
         assert list(payload) == ["status", "attempts", "tests", "pr", "cost_usd", "run_id"]
         assert payload["status"] == "passed"
         assert payload["attempts"] == 2
         assert payload["tests"] == {"passed": 6, "failed": 0}
         assert payload["pr"] is None
-        assert "sk-ant-test-key" not in proc.stdout + proc.stderr
-
-        missing = subprocess.run(
-            [vibe, "run", REQUEST, "--repo", str(project / "nope"), "--json"],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )
-        assert missing.returncode == 2
-        assert missing.stderr.startswith("error: ")
-        assert "Traceback" not in missing.stderr
+        assert payload["cost_usd"] > 0
+        assert "sk-ant-test-key" not in rerun.stdout + rerun.stderr
+        # Only the unfinished call was made again: the first reply came from the run's journal.
+        assert llm.calls() == 3
+        assert "the tests fail" in llm.requests[2].prompt
