@@ -13,7 +13,9 @@ from pathlib import Path
 
 from tasks.testing.report import Outcome, TestCaseResult, trim_message
 
-__all__ = ["merge_results", "parse_cargo_output", "parse_go_output", "parse_junit", "pytest_node_id"]
+__all__ = [
+    "merge_results", "parse_cargo_output", "parse_go_output", "parse_junit", "parse_tap_output", "pytest_node_id",
+]  # fmt: skip
 
 _MAX_XML_BYTES = 64 * 1024 * 1024
 
@@ -149,3 +151,50 @@ def parse_go_output(output: str) -> list[TestCaseResult]:
             TestCaseResult(id=test_id, outcome=outcome, duration_s=_float(match.group("time")), message=message)
         )
     return merge_results(results)
+
+
+_TAP_LINE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<not>not )?ok \d+(?: -)? (?P<name>[^#\n]*?)\s*(?:#\s*(?P<directive>SKIP|TODO)\b[^\n]*)?$",
+    re.I,
+)
+_TAP_SUBTEST = re.compile(r"^(?P<indent>[ \t]*)# Subtest: (?P<name>.+?)\s*$")
+
+
+def parse_tap_output(output: str) -> list[TestCaseResult]:
+    """Per-test results from TAP output (`node --test`, tap reporters): `ok 1 - name` / `not ok 2 - name`.
+
+    Nested subtests are named `parent > child` (only the innermost tests are kept); a failure's YAML block, up
+    to its `...`, is its message.
+    """
+    if "TAP version" not in output:
+        return []
+    lines = output.splitlines()
+    results: list[TestCaseResult] = []
+    # Announced subtests by depth: in TAP a parent's result line comes after its children.
+    open_parents: dict[int, str] = {}
+    for index, line in enumerate(lines):
+        subtest = _TAP_SUBTEST.match(line)
+        if subtest is not None:
+            open_parents[len(subtest.group("indent").expandtabs(4))] = subtest.group("name")
+            continue
+        match = _TAP_LINE.match(line)
+        if match is None:
+            continue
+        depth = len(match.group("indent").expandtabs(4))
+        name = match.group("name").strip()
+        path = [open_parents[d] for d in sorted(open_parents) if d < depth]
+        open_parents = {d: n for d, n in open_parents.items() if d < depth}
+        directive = (match.group("directive") or "").upper()
+        outcome: Outcome = "skipped" if directive else "failed" if match.group("not") else "passed"
+        message = ""
+        if outcome == "failed":
+            block: list[str] = []
+            for follow in lines[index + 1 : index + 200]:
+                if follow.strip() == "...":
+                    break
+                block.append(follow.strip())
+            message = trim_message("\n".join(b for b in block if b and b != "---"))
+        results.append(TestCaseResult(id=" > ".join([*path, name]), outcome=outcome, message=message))
+    names = {r.id for r in results}
+    leaves = [r for r in results if not any(other.startswith(r.id + " > ") for other in names)]
+    return merge_results(leaves)

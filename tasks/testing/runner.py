@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_runner, plan_tests, resolve_program
-from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit
+from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit, parse_tap_output
 from tasks.testing.report import TestCaseResult, TestReport, trim_message
 from tasks.testing.sandbox import Limits, SandboxResult, run_sandboxed, sandbox_env
 from vibe.errors import InputError
@@ -153,7 +153,10 @@ def _results(plan: TestPlan, junit_path: Path, output: str) -> list[TestCaseResu
         return parse_cargo_output(output)
     if plan.runner == "go":
         return parse_go_output(output)
-    return parse_junit(junit_path) if junit_path.is_file() else []
+    if junit_path.is_file():
+        return parse_junit(junit_path)
+    # npm scripts and custom commands: results when the output is TAP (node --test, tap reporters).
+    return parse_tap_output(output)
 
 
 def _rerun_passes(

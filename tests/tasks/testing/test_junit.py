@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit, pytest_node_id
+from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit, parse_tap_output, pytest_node_id
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="5">
@@ -124,3 +124,34 @@ def test_go_output_gives_each_test_with_its_package() -> None:
     }
     assert "got 1, want 2" in results["example.com/calc/TestSub"].message
     assert results["example.com/other/TestOther"].duration_s == 0.2
+
+
+TAP = """TAP version 13
+# Subtest: adds
+ok 1 - adds
+  ---
+  duration_ms: 1.2
+  ...
+# Subtest: math
+    # Subtest: divides
+    not ok 1 - divides
+      ---
+      error: |-
+        Expected values to be strictly equal:
+        2 !== 3
+      ...
+    # Subtest: later
+    ok 2 - later # SKIP
+    1..2
+not ok 2 - math
+1..2
+"""
+
+
+def test_tap_output_gives_the_innermost_tests() -> None:
+    results = {r.id: r for r in parse_tap_output(TAP)}
+    assert {k: r.outcome for k, r in results.items()} == {
+        "adds": "passed", "math > divides": "failed", "math > later": "skipped",
+    }  # fmt: skip
+    assert "2 !== 3" in results["math > divides"].message
+    assert parse_tap_output("plain output\nok 1 - not tap without a version line\n") == []

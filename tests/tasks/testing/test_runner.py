@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -425,4 +426,24 @@ def test_cargo_projects_report_each_test(make_repo: MakeRepo) -> None:
     assert outcomes == {"tests::adds": "passed", "tests::fails": "failed", "tests::ignored": "skipped"}
     assert "math is broken" in {t.id: t for t in report.tests}["tests::fails"].message
     assert report.runner == "cargo"
+    assert not report.ok
+
+
+@pytest.mark.skipif(shutil.which("npm") is None or shutil.which("node") is None, reason="node/npm not installed")
+def test_npm_projects_run_npm_test_and_read_tap_results(make_repo: MakeRepo) -> None:
+    repo = make_repo(
+        {
+            "package.json": json.dumps({"name": "demo", "scripts": {"test": "node --test --test-reporter=tap"}}),
+            "math.test.js": """
+                const test = require('node:test');
+                const assert = require('node:assert');
+                test('adds', () => { assert.strictEqual(1 + 1, 2); });
+                test('divides', () => { assert.strictEqual(6 / 3, 3); });
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=120)
+    assert report.runner == "npm"
+    assert {t.id: t.outcome for t in report.tests} == {"adds": "passed", "divides": "failed"}
+    assert "2 !== 3" in report.failure_digest()
     assert not report.ok
