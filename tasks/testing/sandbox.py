@@ -33,7 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "SandboxResult", "bwrap_available", "process_limit_available", "run_sandboxed", "sandbox_env"]
+__all__ = [
+    "Limits", "SandboxResult", "bwrap_available", "hidden_paths", "process_limit_available", "run_sandboxed",
+    "sandbox_env",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +130,10 @@ def sandbox_env(
     return env
 
 
-def _bwrap_args(workspace: Path, writable: Sequence[Path], readonly: Sequence[Path], *, network: bool) -> list[str]:
-    args = ["bwrap", "--unshare-all"]
+def _bwrap_args(
+    binary: str, workspace: Path, writable: Sequence[Path], readonly: Sequence[Path], *, network: bool
+) -> list[str]:
+    args = [binary, "--unshare-all"]
     if network:
         args.append("--share-net")
     args += [
@@ -199,16 +204,24 @@ def hidden_paths(
     return found
 
 
-@functools.cache
-def bwrap_available() -> str | None:
-    """None when bubblewrap works here, else why not (missing, or namespaces refused)."""
-    binary = shutil.which("bwrap")
+def bwrap_available(path_env: str | None = None) -> str | None:
+    """None when bubblewrap works here, else why not (missing, or namespaces refused).
+
+    Args:
+        path_env: the PATH to look for `bwrap` on (default: this process's).
+    """
+    binary = shutil.which("bwrap", path=path_env)
     if binary is None:
         return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    return _probe_bwrap(binary)
+
+
+@functools.cache
+def _probe_bwrap(binary: str) -> str | None:
     probe_dir = Path(tempfile.mkdtemp(prefix="vibe-bwrap-probe-"))
     try:
         proc = subprocess.run(
-            [*_bwrap_args(probe_dir, (), (), network=False), "true"],
+            [*_bwrap_args(binary, probe_dir, (), (), network=False), "true"],
             capture_output=True,
             timeout=30,
             check=False,
@@ -408,12 +421,13 @@ def run_sandboxed(
     missing: list[str] = []
     layers = ["process-group", "rlimits(as,cpu,fsize)", "env-allow-list"]
     prefix: list[str] = []
-    why_not = bwrap_available() if use_bwrap is not False else "disabled"
+    bwrap = shutil.which("bwrap", path=env.get("PATH"))
+    why_not = bwrap_available(env.get("PATH")) if use_bwrap is not False else "disabled"
     if use_bwrap and why_not is not None:
         raise RuntimeError(f"bubblewrap was required but {why_not}")
     if why_not is None:
         binds = hidden_paths(command, env, workspace, readonly)
-        prefix = _bwrap_args(workspace, (run_dir, *writable), binds, network=network)
+        prefix = _bwrap_args(str(bwrap), workspace, (run_dir, *writable), binds, network=network)
         layers.insert(0, "bwrap(" + ("net," if network else "no-net,") + "pid,user,ro-fs)")
     elif use_bwrap is None:
         missing.append(f"no network or file system isolation: {why_not}")

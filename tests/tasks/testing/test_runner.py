@@ -447,3 +447,21 @@ def test_npm_projects_run_npm_test_and_read_tap_results(make_repo: MakeRepo) -> 
     assert {t.id: t.outcome for t in report.tests} == {"adds": "passed", "divides": "failed"}
     assert "2 !== 3" in report.failure_digest()
     assert not report.ok
+
+
+def test_without_bubblewrap_the_run_says_which_isolation_it_had(
+    make_repo: MakeRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = make_repo({"test_x.py": "def test_x():\n    pass\n"})
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    with open_workspace(repo) as workspace:
+        # A PATH without bwrap on it: the machine of a developer who has not installed bubblewrap.
+        monkeypatch.setenv("PATH", str(empty_path))
+        with caplog.at_level("WARNING", logger="tasks.testing.sandbox"):
+            report = run_test_suite(workspace.path, timeout_s=60)
+        monkeypatch.undo()
+    assert report.ok, report.failure_digest()
+    assert "bwrap" not in report.isolation.split(" [")[0]
+    assert "no network or file system isolation: bwrap is not installed" in report.isolation
+    assert any("sandbox without bubblewrap" in r.getMessage() for r in caplog.records)
