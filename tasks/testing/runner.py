@@ -326,7 +326,8 @@ def run_test_suite(
             exit_code=result.exit_code,
             duration_s=time.monotonic() - started,
             isolation=result.isolation,
-            command=argv,
+            # What a person would type; the result-file arguments pointed into a directory that is gone now.
+            command=list(plan.command),
             runner=plan.runner,
             summary=_summary(plan, draft.counts_line(), result, tests),
             output=result.output[-_OUTPUT_CHARS:],
