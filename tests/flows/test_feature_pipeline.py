@@ -228,6 +228,10 @@ def test_as_a_prefect_flow_it_reports_progress_and_a_summary_artifact(
     assert "feature_pipeline: passed" in markdown
     assert f"{github.root}/{FULL_NAME}/pull/1" in markdown
     assert TOKEN not in markdown
+    with get_client(sync_client=True) as client:
+        stored = str(client.read_flow_run(summary["run_id"]).parameters)
+    assert TOKEN not in stored  # the settings parameter is stored with its secrets masked
+    assert "sk-ant-test-key" not in stored
 
 
 def _cli_env(home: Path, **extra: str) -> dict[str, str]:
