@@ -119,5 +119,5 @@ def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server (SQLite) for tests that run flows; started once per session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
