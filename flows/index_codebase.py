@@ -1,0 +1,77 @@
+"""The `index_codebase` flow: bring a repository's code index up to date.
+
+Orchestration only: the work is `tasks.indexing.index_repository` (incremental by git blob ids; `full` rebuilds
+from nothing). While it runs, a progress artifact shows files analysed out of files to analyse; at the end a
+markdown artifact summarises what the run did. It runs as a subflow of `feature_pipeline`, on its own from the
+CLI, and from its deployment on a schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+
+from tasks.indexing.models import IndexStats
+from tasks.indexing.prefect_tasks import index_repository_task
+
+# Problems listed in the summary; the rest are counted.
+_MAX_PROBLEMS = 20
+
+
+def _artifact_key(repo_path: str, kind: str) -> str:
+    name = Path(repo_path).resolve().name or "repository"
+    return re.sub(r"[^a-z0-9-]+", "-", f"index-{kind}-{name}".lower()).strip("-")[:100]
+
+
+def summary_markdown(repo_path: str, stats: IndexStats) -> str:
+    """The summary artifact's text: figures, skipped files by reason, and the problems found."""
+    lines = [
+        f"# Index of `{repo_path}`",
+        "",
+        "| files | changed | symbols | chunks | skipped | seconds |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {stats.files} | {stats.changed} | {stats.symbols} | {stats.chunks} | {stats.skipped} "
+        f"| {stats.elapsed_s:.2f} |",
+    ]
+    if stats.skipped_by_reason:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(stats.skipped_by_reason.items()))
+        lines += ["", f"Skipped files by reason: {reasons}."]
+    if stats.problems:
+        lines += ["", f"## Problems ({len(stats.problems)})", ""]
+        lines += [f"- {problem}" for problem in stats.problems[:_MAX_PROBLEMS]]
+        if len(stats.problems) > _MAX_PROBLEMS:
+            lines.append(f"- ... and {len(stats.problems) - _MAX_PROBLEMS} more")
+    lines += ["", f"Store: `{stats.store}`"]
+    return "\n".join(lines)
+
+
+@flow(name="index_codebase")
+def index_codebase(repo_path: str, full: bool = False) -> dict[str, Any]:
+    """Index the git repository at `repo_path` for search and repo maps.
+
+    Args:
+        repo_path: any directory inside the repository's working tree.
+        full: rebuild the index from nothing instead of updating what changed.
+
+    Returns:
+        `{"files", "changed", "symbols", "chunks", "skipped", "elapsed_s"}` (as `vibe index --json` prints).
+    """
+    # Called from a sync flow, Prefect's dispatching function returns the id itself, not a coroutine.
+    progress_id = cast(
+        UUID,
+        create_progress_artifact(
+            progress=0.0, key=_artifact_key(repo_path, "progress"), description="scanning the working tree"
+        ),
+    )
+    stats: IndexStats = index_repository_task(Path(repo_path), full=full, progress_artifact=progress_id)
+    create_markdown_artifact(
+        key=_artifact_key(repo_path, "summary"),
+        markdown=summary_markdown(repo_path, stats),
+        description=f"{stats.files} files indexed, {stats.changed} changed",
+    )
+    return stats.as_dict()

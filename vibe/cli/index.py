@@ -1,0 +1,111 @@
+"""`vibe index`, `vibe search`, `vibe map`: the codebase index from the command line.
+
+`index` is a step command: a tracked `index_codebase` flow run when a Prefect API is configured, otherwise the
+same work called directly. `search` and `map` are quick commands that only read the index: they never import
+Prefect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vibe.cli._app import app, emit, fail, load_settings, tracked
+from vibe.errors import VibeError
+
+if TYPE_CHECKING:
+    from tasks.indexing import IndexStats, SearchHit
+
+_MAX_PROBLEMS_SHOWN = 10
+
+
+def _human_stats(stats: IndexStats) -> str:
+    lines = [
+        f"indexed {stats.files} files ({stats.changed} changed): {stats.symbols} symbols, {stats.chunks} chunks, "
+        f"{stats.skipped} skipped, in {stats.elapsed_s:.2f}s"
+    ]
+    if stats.skipped_by_reason:
+        lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped_by_reason.items())))
+    for problem in stats.problems[:_MAX_PROBLEMS_SHOWN]:
+        lines.append(f"problem: {problem}")
+    if len(stats.problems) > _MAX_PROBLEMS_SHOWN:
+        lines.append(f"... and {len(stats.problems) - _MAX_PROBLEMS_SHOWN} more problems")
+    return "\n".join(lines)
+
+
+@app.command()
+def index(
+    path: Annotated[Path, typer.Argument(help="The repository (any directory inside its working tree).")],
+    full: Annotated[bool, typer.Option("--full", help="Rebuild the index instead of updating what changed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Index a repository's code for search and repo maps (incremental: only changed files are read)."""
+    settings = load_settings()
+    try:
+        if tracked(settings):
+            from flows.index_codebase import index_codebase
+
+            payload: dict[str, Any] = index_codebase(str(path), full=full)
+            human = (
+                f"indexed {payload['files']} files ({payload['changed']} changed): {payload['symbols']} symbols, "
+                f"{payload['chunks']} chunks, {payload['skipped']} skipped, in {payload['elapsed_s']:.2f}s"
+            )
+        else:
+            from tasks.indexing import index_repository
+
+            stats = index_repository(path, full=full)
+            payload = stats.as_dict()
+            human = _human_stats(stats)
+    except VibeError as exc:
+        fail(exc)
+    emit(payload, as_json=as_json, human=human)
+
+
+def _human_hits(hits: list[SearchHit]) -> str:
+    if not hits:
+        return "no results"
+    out: list[str] = []
+    for hit in hits:
+        symbol = f"  {hit.symbol}" if hit.symbol else ""
+        out.append(f"{hit.path}:{hit.start_line}-{hit.end_line}{symbol}  ({hit.score:.2f})")
+        first = next((line.strip() for line in hit.text.splitlines() if line.strip()), "")
+        if first:
+            out.append(f"    {first[:110]}")
+    return "\n".join(out)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Words or identifiers (any style: parseArgs, parse_args).")],
+    repo: Annotated[Path, typer.Option("--repo", help="The indexed repository.")] = Path("."),
+    k: Annotated[int, typer.Option("-k", "--limit", help="How many results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Search the repository's index (run `vibe index` first)."""
+    from tasks.indexing import search_code
+
+    try:
+        hits = search_code(repo, query, k=k)
+    except VibeError as exc:
+        fail(exc)
+    emit({"results": [hit.as_dict() for hit in hits]}, as_json=as_json, human=_human_hits(hits))
+
+
+@app.command(name="map")
+def repo_map(
+    repo: Annotated[Path, typer.Option("--repo", help="The indexed repository.")] = Path("."),
+    tokens: Annotated[int, typer.Option("--tokens", help="The map's budget in tokens (~4 characters each).")] = 1024,
+    mention: Annotated[
+        list[str] | None, typer.Option("--mention", "-m", help="A file or symbol to centre the map on (repeatable).")
+    ] = None,
+) -> None:
+    """Print the repository's most important definitions within a token budget (run `vibe index` first)."""
+    from tasks.indexing import build_repo_map
+
+    try:
+        text = build_repo_map(repo, max_tokens=tokens, mentions=tuple(mention or ()))
+    except VibeError as exc:
+        fail(exc)
+    typer.echo(text, nl=False)
