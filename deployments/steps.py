@@ -76,5 +76,8 @@ def admit_run(timeout_s: float | None = None) -> dict[str, str]:
     if not queue:
         return {}
     name = catalog.queue_limit_name(queue)
+    # The run waits here in Pending, holding its deployment slot. Deployment limits bound the waiters (5 per
+    # deployment by default), so at 100 starts per minute a wait lasts seconds, far inside the 300 s lease
+    # Prefect grants a Pending run's deployment slot.
     rate_limit(name, occupy=1, timeout_seconds=timeout_s, strict=True)
     return {"queue": queue, "limit": name}

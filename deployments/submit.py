@@ -35,7 +35,7 @@ async def asubmit_run(
     kind: str,
     parameters: dict[str, Any],
     *,
-    priority: str = "medium",
+    priority: str | None = None,
     key: str | None = None,
 ) -> UUID:
     """Create a flow run of the deployment for `kind` on the `priority` queue and return its id.
@@ -44,7 +44,8 @@ async def asubmit_run(
         settings: where the Prefect API and the work pool are.
         kind: `index`, `generate`, `test`, `pr`, `run` (the feature pipeline), `cleanup` or `reindex`.
         parameters: the flow's parameters; the deployment validates them against the flow's signature.
-        priority: `critical`, `high`, `medium` or `low`: the queue the run waits in.
+        priority: `critical`, `high`, `medium` or `low`: the queue the run waits in; None keeps the
+            deployment's own queue (`prefect.yaml`).
         key: idempotency key; a second submission with the same key returns the first run's id.
 
     Raises:
@@ -60,7 +61,7 @@ async def asubmit_run(
     )
 
     name = deployment_name(kind)
-    if priority not in catalog.QUEUES:
+    if priority is not None and priority not in catalog.QUEUES:
         raise InputError(f"unknown priority {priority!r}; choose one of: {', '.join(catalog.QUEUES)}")
     async with prefect_api(settings) as client:
         found = await client.read_deployments(
@@ -78,7 +79,6 @@ async def asubmit_run(
             parameters=parameters,
             idempotency_key=key,
             work_queue_name=priority,
-            tags=[f"priority:{priority}"],
         )
     return run.id
 
@@ -88,7 +88,7 @@ def submit_run(
     kind: str,
     parameters: dict[str, Any],
     *,
-    priority: str = "medium",
+    priority: str | None = None,
     key: str | None = None,
 ) -> UUID:
     """Synchronous `asubmit_run` (same arguments, same errors)."""

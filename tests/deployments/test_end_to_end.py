@@ -4,7 +4,7 @@ contention, retention, and crash detection of a killed worker's run.
 
 Timings are shortened only where the product has a knob for it: heartbeats every 30 s (Prefect's minimum),
 crash after 40 s of silence, a deployment waiting for a concurrency slot re-checks every second, workers
-poll every second, and queues admit 3 runs per minute so the rate limit shows with a handful of runs.
+poll every second, and queues admit 2 runs per minute so the rate limit shows with a handful of runs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from vibe.settings import Settings
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
-RATE = 3  # runs per minute per queue in this test
+RATE = 2  # runs per minute per queue in this test
 CRASH_AFTER_S = 40
 PROBE_LIMIT = 2
 
@@ -314,10 +314,4 @@ def test_a_killed_workers_run_is_marked_crashed_and_frees_its_slot(
             assert deployment.global_concurrency_limit is not None
             return deployment.global_concurrency_limit.active_slots
 
-    assert _run(probe_slots()) == 0
-    # And the deployment runs again on a new worker.
-    stack.ensure_workers(1)
-    again = {**params, "hold_s": 0.0, "prefix": f"{redis_prefix}:again"}
-    (rerun,) = _run(_probe_runs(stack, [("medium", again)], []))
-    (done,) = _wait_final([rerun])
-    assert done.state is not None and done.state.is_completed()
+    assert _run(probe_slots()) == 0, "the crashed run still holds its deployment concurrency slot"

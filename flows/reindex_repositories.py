@@ -1,0 +1,78 @@
+"""Scheduled re-indexing: `index_codebase` as a subflow for each configured repository.
+
+Deployed as `reindex_repositories/reindex` on the `low` queue with the cron in the Prefect variable
+`vibe_reindex_cron` (default every 6 hours). The repositories come from the `repos` parameter, else the
+Prefect variable `vibe_reindex_repos` (written by `vibe setup` from `VIBE_REINDEX_REPOS`, read at run time so a
+change needs no re-deploy), else `VIBE_REINDEX_REPOS` in the worker's environment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.variables import Variable
+from pydantic import Field
+
+from deployments.catalog import VAR_REINDEX_REPOS
+from flows.index_codebase import index_codebase
+from vibe.errors import InputError
+from vibe.settings import Settings
+
+
+def _configured(settings: Settings) -> list[str]:
+    value = Variable.get(VAR_REINDEX_REPOS, default=None)
+    if isinstance(value, list) and value:
+        return [str(item) for item in value]
+    return list(settings.reindex_repos)
+
+
+@flow(name="reindex_repositories", description="Re-index the configured repositories (index_codebase per repo).")
+def reindex_repositories(
+    repos: Annotated[
+        list[str] | None,
+        Field(description="Repository paths on the worker's machine; empty = the configured list."),
+    ] = None,
+    full: Annotated[bool, Field(description="Rebuild each index from nothing instead of updating it.")] = False,
+) -> dict[str, dict[str, Any]]:
+    """Run `index_codebase` for each repository, one after the other; one failure does not stop the rest.
+
+    Args:
+        repos: the repositories; None or empty uses `vibe_reindex_repos` / `VIBE_REINDEX_REPOS`.
+        full: rebuild every index from nothing.
+
+    Returns:
+        Per repository, the index figures (`files`, `changed`, ...) or `{"error": message}`.
+
+    Raises:
+        InputError: at least one repository could not be indexed (the others were); the run ends Failed.
+    """
+    settings = Settings()
+    targets = list(repos or []) or _configured(settings)
+    logger = get_run_logger()
+    if not targets:
+        logger.info("no repositories configured (VIBE_REINDEX_REPOS / variable vibe_reindex_repos): nothing to do")
+        return {}
+    results: dict[str, dict[str, Any]] = {}
+    for repo in targets:
+        state = index_codebase(repo, full=full, return_state=True)
+        if state.is_completed():
+            results[repo] = dict(state.result())
+        else:
+            results[repo] = {"error": state.message or state.name or "failed"}
+    lines = ["| repository | files | changed | result |", "| --- | ---: | ---: | --- |"]
+    for repo, outcome in results.items():
+        if "error" in outcome:
+            lines.append(f"| `{repo}` | - | - | {outcome['error']} |")
+        else:
+            lines.append(f"| `{repo}` | {outcome.get('files', '-')} | {outcome.get('changed', '-')} | indexed |")
+    failed = [repo for repo, outcome in results.items() if "error" in outcome]
+    create_markdown_artifact(
+        key="reindex-report",
+        markdown="\n".join(lines),
+        description=f"{len(results) - len(failed)} of {len(results)} repositories re-indexed",
+    )
+    if failed:
+        raise InputError(f"could not re-index {len(failed)} of {len(results)} repositories: {', '.join(failed)}")
+    return results
