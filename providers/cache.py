@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -126,8 +126,9 @@ class LLMCache(Protocol):
     def lock(self, key: str, *, ttl_s: float) -> AbstractAsyncContextManager[bool]:
         """Hold the single-flight lock of `key`.
 
-        Waits (with backoff) while another holder has it, at most `ttl_s`. Yields True when this caller holds
-        the lock, False when it gave up waiting (then it proceeds without the lock).
+        Waits (with backoff) while another holder has it, until the value of `key` appears or at most `ttl_s`.
+        Yields True when this caller holds the lock; False when the value appeared meanwhile (read it with
+        `peek`) or when it gave up waiting (then it proceeds without the lock).
         """
         ...
 
@@ -186,6 +187,9 @@ def _decode(raw: bytes | str | None, key: str) -> CompletionResponse | None:
         return None
 
 
+_Attempt = Literal["held", "ready", "busy"]
+
+
 class _LockWaiter(ABC):
     """The waiting half of single-flight, shared by both backends: try, back off, give up after the TTL."""
 
@@ -195,8 +199,8 @@ class _LockWaiter(ABC):
     location: str
 
     @abstractmethod
-    async def _try_lock(self, lock_key: str, token: str, ttl_s: float) -> bool:
-        """Take the lock with `token` for `ttl_s` if nobody holds it."""
+    async def _try_lock(self, key: str, lock_key: str, token: str, ttl_s: float) -> _Attempt:
+        """`ready` if `key` has a value, else take the lock with `token` for `ttl_s` (`held`) or see it `busy`."""
 
     @abstractmethod
     async def _unlock(self, lock_key: str, token: str) -> None:
@@ -211,8 +215,8 @@ class _LockWaiter(ABC):
         token = secrets.token_hex(16)
         deadline = time.monotonic() + ttl_s
         delay = self._first_poll_s
-        held = await self._try_lock(lock_key, token, ttl_s)
-        while not held:
+        attempt = await self._try_lock(key, lock_key, token, ttl_s)
+        while attempt == "busy":
             left = deadline - time.monotonic()
             if left <= 0:
                 # The holder's lock has had the time it was given: a live holder is slower than the TTL allows,
@@ -221,7 +225,8 @@ class _LockWaiter(ABC):
                 break
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, self._max_poll_s)
-            held = await self._try_lock(lock_key, token, ttl_s)
+            attempt = await self._try_lock(key, lock_key, token, ttl_s)
+        held = attempt == "held"
         try:
             yield held
         finally:
@@ -237,6 +242,12 @@ _GET_AND_COUNT = """
 local v = redis.call('GET', KEYS[1])
 if v then redis.call('INCR', KEYS[2]) else redis.call('INCR', KEYS[3]) end
 return v
+"""
+# One poll of a waiter: is the answer there yet? If not, is the lock free? (1 = took it, 2 = answer ready.)
+_READY_OR_LOCK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
 """
 # Delete the lock only if it still holds our token: never release a lock that expired and was re-taken.
 _RELEASE = """
@@ -272,6 +283,7 @@ class RedisCache(_LockWaiter):
         # Redis names scripts by their SHA-1; not a security use.
         self._get_and_count_sha = hashlib.sha1(_GET_AND_COUNT.encode(), usedforsecurity=False).hexdigest()
         self._release = self._client.register_script(_RELEASE)
+        self._ready_or_lock = self._client.register_script(_READY_OR_LOCK)
 
     async def _run(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         if time.monotonic() < self._down_until:
@@ -305,9 +317,10 @@ class RedisCache(_LockWaiter):
         payload = response.model_dump_json()
         await self._run(lambda: self._client.set(key, payload, px=self._ttl_ms))
 
-    async def _try_lock(self, lock_key: str, token: str, ttl_s: float) -> bool:
-        acquired = await self._run(lambda: self._client.set(lock_key, token, nx=True, px=max(1, int(ttl_s * 1000))))
-        return bool(acquired)
+    async def _try_lock(self, key: str, lock_key: str, token: str, ttl_s: float) -> _Attempt:
+        px = max(1, int(ttl_s * 1000))
+        outcome = await self._run(lambda: self._ready_or_lock(keys=[key, lock_key], args=[token, px]))
+        return "ready" if outcome == 2 else "held" if outcome == 1 else "busy"
 
     async def _unlock(self, lock_key: str, token: str) -> None:
         await self._run(lambda: self._release(keys=[lock_key], args=[token]))
@@ -449,16 +462,18 @@ class EmbeddedCache(_LockWaiter):
 
         await self._run(store)
 
-    async def _try_lock(self, lock_key: str, token: str, ttl_s: float) -> bool:
-        def acquire(db: sqlite3.Connection) -> bool:
+    async def _try_lock(self, key: str, lock_key: str, token: str, ttl_s: float) -> _Attempt:
+        def acquire(db: sqlite3.Connection) -> _Attempt:
             now = time.time()
             with _transaction(db):
+                if self._read(db, key) is not None:
+                    return "ready"
                 db.execute("DELETE FROM llm_locks WHERE key = ? AND expires_at <= ?", (lock_key, now))
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO llm_locks (key, token, expires_at) VALUES (?, ?, ?)",
                     (lock_key, token, now + ttl_s),
                 ).rowcount
-            return inserted == 1
+            return "held" if inserted == 1 else "busy"
 
         return await self._run(acquire)
 

@@ -134,6 +134,31 @@ async def test_lock_is_exclusive_and_a_waiter_gets_it_after_release(cache: LLMCa
     assert order == ["first done", "second holds"]
 
 
+async def test_a_waiter_stops_waiting_when_the_answer_appears(cache: LLMCache, redis_prefix: str) -> None:
+    key = _key(redis_prefix)
+    holder_stored = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with cache.lock(key, ttl_s=30) as held:
+            assert held
+            await cache.put(key, RESPONSE)
+            holder_stored.set()
+            await release.wait()  # still holding the lock
+
+    async def waiter() -> bool:
+        await holder_stored.wait()
+        async with cache.lock(key, ttl_s=30) as held:
+            return held
+
+    task = asyncio.create_task(holder())
+    # The waiter comes back while the holder still holds the lock: it found the answer, not the lock.
+    assert await asyncio.wait_for(waiter(), timeout=20) is False
+    assert await cache.peek(key) == RESPONSE
+    release.set()
+    await task
+
+
 async def test_a_waiter_gives_up_after_the_lock_ttl(cache: LLMCache, redis_prefix: str) -> None:
     key = _key(redis_prefix)
     async with cache.lock(key, ttl_s=30) as held:
