@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import CompletionRequest, Message
-from providers.manager import ProviderManager
+from providers.manager import Limiter, ProviderManager
 from providers.registry import ModelRegistry, ModelSpec
 from tasks.codegen.budget import Budget
 from tasks.codegen.prompt import SYSTEM_PROMPT, ContextFile, estimate_tokens, prompt_budget
@@ -143,6 +143,7 @@ async def ask_model(
     model: str,
     fallbacks: Sequence[str] | None = None,
     budget: Budget | None = None,
+    limiter: Limiter | None = None,
 ) -> Generation:
     """Send the conversation to the model through the ProviderManager (which owns retries and failover).
 
@@ -152,6 +153,8 @@ async def ask_model(
         model: alias, role or `provider:model`.
         fallbacks: models to fail over to (default: the settings' or the registry's chain).
         budget: when given, checked before the call and charged after it.
+        limiter: the manager's cross-process limit around each provider call (Prefect global concurrency
+            limits on a deployed run).
 
     Raises:
         BudgetExceededError: the budget does not allow this call (nothing was sent).
@@ -162,7 +165,7 @@ async def ask_model(
     request = CompletionRequest(
         model=model, system=SYSTEM_PROMPT, messages=tuple(messages), max_tokens=reply_tokens(model_spec(model))
     )
-    async with ProviderManager.from_settings(settings) as manager:
+    async with ProviderManager(settings, limiter=limiter) as manager:
         response = await manager.complete(request, fallbacks=fallbacks)
     generation = Generation(
         reply=response.text,

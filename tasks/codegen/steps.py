@@ -85,8 +85,18 @@ def gather_context_task(repo: Path, request: str, read_root: Path, store_dir: Pa
 def ask_model_task(
     messages: Sequence[Message], settings: Settings, model: str, fallbacks: Sequence[str] | None = None
 ) -> Generation:
-    """One LLM call through the ProviderManager (no task retries: the manager owns them)."""
-    return run_coro_as_sync(ask_model(messages, settings=settings, model=model, fallbacks=fallbacks))
+    """One LLM call through the ProviderManager (no task retries: the manager owns them).
+
+    On a deployed run the call holds a slot of the provider's Prefect global concurrency limit (created by
+    `vibe setup`), so every worker together stays under it; ad-hoc runs have no such limits to hold.
+    """
+    limiter = None
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None:
+        from deployments.catalog import prefect_llm_limiter
+
+        limiter = prefect_llm_limiter
+    return run_coro_as_sync(ask_model(messages, settings=settings, model=model, fallbacks=fallbacks, limiter=limiter))
 
 
 @task(name="apply-edits", cache_policy=NO_CACHE, persist_result=False)
