@@ -123,21 +123,21 @@ def extract_symbols(language: str, source: bytes) -> Symbols:
     tree = lang.parser.parse(source)
     defs: list[Definition] = []
     def_name_starts: set[int] = set()
-    ref_nodes: list[tuple[int, bytes | None]] = []
-    add_ref = ref_nodes.append
+    # By start byte: a name two patterns capture (a call and a type use) counts once.
+    ref_nodes: dict[int, bytes | None] = {}
     ref_patterns = lang.ref_patterns
     for pattern, captures in QueryCursor(lang.query).matches(tree.root_node):
         if pattern in ref_patterns:
             for nodes in captures.values():
                 for ref in nodes:
-                    add_ref((ref.start_byte, ref.text))
+                    ref_nodes[ref.start_byte] = ref.text
             continue
         node = None
         kind = ""
         name_node = None
         for capture, nodes in captures.items():
             if capture.startswith("name.reference."):
-                ref_nodes.extend((ref.start_byte, ref.text) for ref in nodes)
+                ref_nodes.update((ref.start_byte, ref.text) for ref in nodes)
             elif capture.startswith("name.definition."):
                 name_node = nodes[0]
             elif capture.startswith("definition."):
@@ -157,7 +157,7 @@ def extract_symbols(language: str, source: bytes) -> Symbols:
                 )
             )
     # Generic patterns such as `(type_identifier) @name.reference.type` also match the names of definitions.
-    counts: Counter[bytes | None] = Counter(text for start, text in ref_nodes if start not in def_name_starts)
+    counts: Counter[bytes | None] = Counter(text for start, text in ref_nodes.items() if start not in def_name_starts)
     refs: Counter[str] = Counter({text.decode("utf-8", "replace"): n for text, n in counts.items() if text})
     defs.sort(key=lambda d: (d.start_line, -d.end_line))
     return Symbols(defs=tuple(defs), refs=refs, has_errors=bool(tree.root_node.has_error))

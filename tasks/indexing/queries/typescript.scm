@@ -61,8 +61,6 @@
 
 (extends_type_clause type: (type_identifier) @name.reference.interface)
 
-(type_annotation (type_identifier) @name.reference.type)
-
-(type_arguments (type_identifier) @name.reference.type)
+(type_identifier) @name.reference.type
 
 (import_specifier name: (identifier) @name.reference.import)
