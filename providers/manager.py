@@ -170,8 +170,9 @@ class ProviderManager:
             A fallback's answer is cached under the request's key like the primary's would be.
 
         Raises:
-            ConfigError: an unknown model (before any call), or no model of the chain could be called because
-                of configuration (missing keys); the message names each model and why.
+            ConfigError: an unknown model (before any call); no model of the chain could be called because
+                of configuration (missing keys), the message naming each model and why; or a provider raised
+                one (a replay cassette miss), which is not retried.
             ProviderError: every model failed, or the request itself was rejected (400); the message lists
                 each model tried and why.
         """
