@@ -58,7 +58,13 @@ def search_code(repo: Path, query: str, *, k: int = 10, store_dir: Path | None =
     path = store_path(find_repository(repo), store_dir)
     try:
         with SQLiteStore(path) as store:
-            rows = store.search(fts_match(identifiers), limit=max(k * _CANDIDATES_PER_HIT, 20))
+            limit = max(k * _CANDIDATES_PER_HIT, 20)
+            rows = []
+            # Chunks that have every word first: precise, and far fewer rows to rank than "any word".
+            if len(identifiers) > 1:
+                rows = store.search(fts_match(identifiers, every=True), limit=limit)
+            if len(rows) < k:
+                rows = store.search(fts_match(identifiers), limit=limit)
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be read ({exc}): run `vibe index --full`") from exc
     wanted = {_normal(identifier) for identifier in identifiers}

@@ -75,8 +75,9 @@ def _quote(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def fts_match(identifiers: list[str]) -> str:
-    """An FTS5 MATCH expression: any of the identifiers, each as itself or as all of its words.
+def fts_match(identifiers: list[str], *, every: bool = False) -> str:
+    """An FTS5 MATCH expression: any (or, with `every`, all) of the identifiers, each as itself or as all of
+    its words.
 
     `parseArgs config` becomes `("parseargs" OR ("parse" AND "args")) OR "config"`: BM25 ranks chunks that
     match more and rarer terms first, and requiring all the words of a compound keeps the candidate set
@@ -94,4 +95,4 @@ def fts_match(identifiers: list[str]) -> str:
             group = _quote(whole)
         groups.append((whole, group))
     meaningful = [group for whole, group in groups if whole not in _STOPWORDS]
-    return " OR ".join(meaningful or [group for _, group in groups])
+    return (" AND " if every else " OR ").join(meaningful or [group for _, group in groups])

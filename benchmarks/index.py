@@ -1,0 +1,162 @@
+"""Benchmark of codebase indexing on a large real tree: this Python's standard library in a fresh git repository.
+
+Prints one JSON object: full index time, no-op and one-file-change re-index times, search p50/p95, repo map
+time, peak memory, and `ctags -R` on the same tree for comparison (plus `git status`, the floor of a no-op
+re-index). Targets (issue 3): full index <= 4x ctags (goal 2x), no-op re-index <= 1 s, search p50 <= 20 ms,
+peak memory <= 1 GiB. The machine's load average is printed too: on a shared machine the figures are noisy.
+
+Usage: `uv run python benchmarks/index.py [--keep DIR]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from tasks.indexing import build_repo_map, index_repository, search_code
+from tasks.indexing.store import SQLiteStore
+
+_FIXED_QUERIES = [
+    "parse_args", "JSONDecoder", "urlopen", "getLogger", "thread pool executor", "TemporaryDirectory",
+    "http response status", "read config file", "socket timeout", "decode utf8 bytes", "SequenceMatcher",
+    "compile regular expression", "asyncio event loop", "namedtuple", "shutil copytree", "deepcopy",
+]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+        cwd=repo, check=True, capture_output=True,
+    )
+
+
+def _copy_stdlib(target: Path) -> Path:
+    source = Path(sysconfig.get_paths()["stdlib"])
+    repo = target / "stdlib"
+    shutil.copytree(source, repo, ignore=shutil.ignore_patterns("site-packages", "__pycache__", "*.pyc"),
+                    symlinks=True)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "stdlib")
+    return repo
+
+
+def _timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)  # type: ignore[operator]
+    return time.perf_counter() - start, result
+
+
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its waited-for children (less sensitive to load than wall)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", type=Path, help="Build the tree in this directory and keep it.")
+    args = parser.parse_args()
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="vibe-index-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        repo = _copy_stdlib(workdir)
+        py_files = sum(1 for _ in repo.rglob("*.py"))
+        py_lines = 0
+        for path in repo.rglob("*.py"):
+            with path.open("rb") as handle:
+                py_lines += sum(1 for _ in handle)
+        load_before = os.getloadavg()
+
+        ctags = shutil.which("ctags")
+        ctags_s = ctags_cpu = None
+        if ctags:
+            cpu = _cpu()
+            ctags_s, _ = _timed(subprocess.run, [ctags, "-R", "-f", str(workdir / "tags"), "."], cwd=repo,
+                                check=True, capture_output=True)
+            ctags_cpu = _cpu() - cpu
+        git_status_s, _ = _timed(subprocess.run, ["git", "status", "--porcelain"], cwd=repo, check=True,
+                                 capture_output=True)
+
+        cpu = _cpu()
+        full_s, stats = _timed(index_repository, repo, full=True)
+        full_cpu = _cpu() - cpu
+        noop = [_timed(index_repository, repo)[0] for _ in range(3)]
+
+        target = repo / "json" / "decoder.py"
+        target.write_text(target.read_text() + "\n\ndef benchmark_added_function():\n    return 42\n")
+        one_file_s, one = _timed(index_repository, repo)
+
+        with SQLiteStore(Path(stats.store)) as store:  # type: ignore[attr-defined]
+            names = sorted({d.name for d in store.definitions() if len(d.name) > 5})
+        rng = random.Random(7)
+        queries = _FIXED_QUERIES + rng.sample(names, 84)
+        for query in queries[:5]:
+            search_code(repo, query)  # warm the page cache
+        latencies: list[float] = []
+        cpu_latencies: list[float] = []
+        for query in queries:
+            cpu = time.process_time()
+            latencies.append(_timed(search_code, repo, query, k=10)[0])
+            cpu_latencies.append(time.process_time() - cpu)
+        map_s, repo_map = _timed(build_repo_map, repo, max_tokens=1024)
+
+        self_usage = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        figures = {
+            "tree": {"files_py": py_files, "lines_py": py_lines, "python": sys.version.split()[0]},
+            "index": stats.as_dict(),  # type: ignore[attr-defined]
+            "skipped_by_reason": stats.skipped_by_reason,  # type: ignore[attr-defined]
+            "full_index_s": round(full_s, 3),
+            "ctags_s": round(ctags_s, 3) if ctags_s is not None else None,
+            "full_over_ctags": round(full_s / ctags_s, 2) if ctags_s else None,
+            # Load-independent view: CPU seconds, and the wall time they make on idle cores (ctags uses one).
+            "full_index_cpu_s": round(full_cpu, 2),
+            "ctags_cpu_s": round(ctags_cpu, 2) if ctags_cpu is not None else None,
+            "full_index_idle_estimate_s": round(full_cpu / (os.cpu_count() or 1), 2),
+            "idle_estimate_over_ctags_cpu": (
+                round(full_cpu / (os.cpu_count() or 1) / ctags_cpu, 2) if ctags_cpu else None
+            ),
+            "noop_reindex_s": round(statistics.median(noop), 3),
+            "git_status_s": round(git_status_s, 3),
+            "one_file_reindex_s": round(one_file_s, 3),
+            "one_file_changed": one.changed,  # type: ignore[attr-defined]
+            "search_p50_ms": round(1000 * statistics.median(latencies), 2),
+            "search_p95_ms": round(1000 * _percentile(latencies, 0.95), 2),
+            "search_cpu_p50_ms": round(1000 * statistics.median(cpu_latencies), 2),
+            "search_cpu_p95_ms": round(1000 * _percentile(cpu_latencies, 0.95), 2),
+            "search_queries": len(latencies),
+            "repo_map_s": round(map_s, 3),
+            "repo_map_chars": len(repo_map),  # type: ignore[arg-type]
+            # ru_maxrss is in KiB on Linux; workers are reported by their largest one.
+            "peak_rss_main_mb": round(self_usage.ru_maxrss / 1024, 1),
+            "peak_rss_worker_mb": round(children.ru_maxrss / 1024, 1),
+            "workers": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        }
+        print(json.dumps(figures, indent=2))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
