@@ -21,13 +21,13 @@ from vibe.settings import Settings
 RESPONSE = CompletionResponse(
     text="hello",
     provider="anthropic",
-    model="anthropic:claude-sonnet-4-5",
+    model="anthropic:claude-sonnet-4-6",
     usage=Usage(input_tokens=3, output_tokens=1),
 )
 
 
 def _key(prefix: str, prompt: str = "hi") -> str:
-    return cache_key(prefix, CompletionRequest.of(prompt, model="smart"), "anthropic:claude-sonnet-4-5")
+    return cache_key(prefix, CompletionRequest.of(prompt, model="smart"), "anthropic:claude-sonnet-4-6")
 
 
 pytestmark = pytest.mark.anyio

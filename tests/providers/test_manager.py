@@ -129,8 +129,8 @@ async def test_second_identical_request_is_a_cache_hit(backend: str, request: py
         assert manager.cache is not None
         stats = await manager.cache.stats()
     assert len(fake.calls) == 1
-    assert fake.calls[0].model == "claude-sonnet-4-5"  # the adapter gets the vendor's model id
-    assert (first.cached, first.attempts, first.model) == (False, 1, "anthropic:claude-sonnet-4-5")
+    assert fake.calls[0].model == "claude-sonnet-4-6"  # the adapter gets the vendor's model id
+    assert (first.cached, first.attempts, first.model) == (False, 1, "anthropic:claude-sonnet-4-6")
     assert first.cost_usd == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1_000_000)
     assert (second.cached, second.attempts, second.cost_usd) == (True, 0, 0.0)
     assert second.text == first.text
@@ -170,7 +170,7 @@ async def test_a_different_parameter_is_a_different_entry(redis_settings: Settin
         await manager.complete(CompletionRequest.of("hello", model="smart", temperature=0.5))
         await manager.complete(CompletionRequest.of("hello", model="fast"))
         # An alias and its target are the same request.
-        hit = await manager.complete(CompletionRequest.of("hello", model="anthropic:claude-sonnet-4-5"))
+        hit = await manager.complete(CompletionRequest.of("hello", model="anthropic:claude-sonnet-4-6"))
     assert len(fake.calls) == 3
     assert hit.cached
 
@@ -489,7 +489,7 @@ async def test_call_count_bound_and_the_error_lists_every_model(tmp_path: Path) 
     # (1 + llm_max_retries) x (models in the chain); the duplicate of the primary is not tried twice.
     assert sum(len(f.calls) for f in fakes.values()) == (1 + 3) * 3
     message = str(caught.value)
-    for model in ("anthropic:claude-sonnet-4-5", "openai:gpt-5", "gemini:gemini-2.5-pro"):
+    for model in ("anthropic:claude-sonnet-4-6", "openai:gpt-5", "gemini:gemini-2.5-pro"):
         assert model in message
     assert caught.value.retryable
     assert caught.value.status == 503
@@ -518,7 +518,7 @@ async def test_an_auth_failure_fails_over_without_retrying(tmp_path: Path) -> No
         with pytest.raises(ProviderError) as caught:
             await manager.complete(CompletionRequest.of("hi", model="smart"), fallbacks=["gpt"])
         answered = await manager.complete(CompletionRequest.of("hi", model="smart"), fallbacks=["gpt"])
-    assert "anthropic:claude-sonnet-4-5" in str(caught.value)
+    assert "anthropic:claude-sonnet-4-6" in str(caught.value)
     assert "openai:gpt-5" in str(caught.value)
     assert answered.model == "openai:gpt-5"
     assert answered.attempts == 2
@@ -549,7 +549,7 @@ async def test_cooldown_is_shared_by_two_managers(redis_settings: Settings) -> N
         last_option = await second.complete(CompletionRequest.of("three", model="smart"), fallbacks=[])
     assert skipped.model == "openai:gpt-5"
     assert skipped.attempts == 1
-    assert last_option.model == "anthropic:claude-sonnet-4-5"
+    assert last_option.model == "anthropic:claude-sonnet-4-6"
     assert len(second_primary.calls) == 1
 
 
@@ -569,12 +569,12 @@ async def test_cooldown_shared_through_the_embedded_store(tmp_path: Path) -> Non
 async def test_fallbacks_come_from_settings_then_the_registry(tmp_path: Path) -> None:
     config = settings(tmp_path, fallbacks=("gpt", "smart"))
     async with ProviderManager(config, providers={}) as manager:
-        assert [s.id for s in manager.chain("smart")] == ["anthropic:claude-sonnet-4-5", "openai:gpt-5"]
-        assert [s.id for s in manager.chain("smart", ["grok"])] == ["anthropic:claude-sonnet-4-5", "xai:grok-4"]
+        assert [s.id for s in manager.chain("smart")] == ["anthropic:claude-sonnet-4-6", "openai:gpt-5"]
+        assert [s.id for s in manager.chain("smart", ["grok"])] == ["anthropic:claude-sonnet-4-6", "xai:grok-4"]
     async with ProviderManager(settings(tmp_path, fallbacks=None), providers={}) as manager:
         assert [s.id for s in manager.chain("fast")] == [
             "anthropic:claude-haiku-4-5",
-            "anthropic:claude-sonnet-4-5",
+            "anthropic:claude-sonnet-4-6",
             "openai:gpt-5",
             "gemini:gemini-2.5-pro",
             "xai:grok-4",
@@ -618,7 +618,7 @@ async def test_aclose_leaves_injected_providers_and_caches_open(tmp_path: Path) 
 
 
 # --- end to end through the real SDKs against the fake LLM server ---------------------------------------------
-# (`fast`, not `smart`: the Anthropic SDK warns that claude-sonnet-4-5 is deprecated, and warnings are errors.)
+# (`fast`, not `smart`: the Anthropic SDK warns that claude-sonnet-4-6 is deprecated, and warnings are errors.)
 
 
 @pytest.fixture

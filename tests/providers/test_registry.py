@@ -15,7 +15,7 @@ def registry() -> ModelRegistry:
 
 def test_aliases_resolve_to_listed_models(registry: ModelRegistry) -> None:
     smart = registry.resolve("smart")
-    assert smart.id == "anthropic:claude-sonnet-4-5"
+    assert smart.id == "anthropic:claude-sonnet-4-6"
     assert smart.context_window == 200_000
     assert "tools" in smart.capabilities
     assert registry.resolve("fast").provider == "anthropic"
