@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     budget_usd: float | None = Field(None, ge=0)
     budget_tokens: int | None = Field(None, ge=0)
 
+    # --- code index --------------------------------------------------------------------------------
+    # An embedding model makes `vibe search` hybrid (lexical candidates re-ranked by meaning); None: lexical.
+    embedding_model: str | None = Field(None)
+    # OpenAI-compatible endpoint for embeddings (default: OPENAI_BASE_URL, else the SDK's); key: OPENAI_API_KEY.
+    embedding_base_url: str | None = Field(None)
+
     # --- test runner -------------------------------------------------------------------------------
     test_timeout_s: float = Field(900.0, gt=0)
     test_memory_mb: int = Field(4096, ge=64)
