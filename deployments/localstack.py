@@ -134,6 +134,8 @@ class LocalPrefect:
             **self._base_env(),
             "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # The UI asks the API at 127.0.0.1:4200 unless told where the server really is.
+            "PREFECT_UI_API_URL": self.api_url,
             **self._server_env,
         }
         env.pop("PREFECT_API_URL", None)
