@@ -12,6 +12,7 @@ as plain functions without starting Prefect.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,11 @@ from vibe.settings import Settings
 _log = logging.getLogger("vibe.pipeline")
 
 
+def _artifact_key(kind: str, key: str) -> str:
+    # Prefect artifact keys allow lowercase letters, digits and dashes only.
+    return f"pipeline-{kind}-" + re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+
+
 def _in_flow() -> bool:
     return FlowRunContext.get() is not None
 
@@ -80,7 +86,7 @@ class _Progress:
             from prefect.artifacts import create_progress_artifact
 
             self._id = create_progress_artifact(
-                0.0, key=f"pipeline-progress-{key}", description="feature_pipeline progress"
+                0.0, key=_artifact_key("progress", key), description="feature_pipeline progress"
             )
 
     def advance(self, percent: float, stage: str) -> None:
@@ -95,7 +101,7 @@ def _record_markdown(key: str, markdown: str) -> None:
     if _in_flow():
         from prefect.artifacts import create_markdown_artifact
 
-        create_markdown_artifact(markdown, key=f"pipeline-summary-{key}", description="feature_pipeline outcome")
+        create_markdown_artifact(markdown, key=_artifact_key("summary", key), description="feature_pipeline outcome")
 
 
 def _run_id() -> str | None:

@@ -46,6 +46,9 @@ def test_vibe_demo_runs_offline_shows_the_repair_and_says_where_to_look(tmp_path
         check=False,
     )
     out = proc.stdout
+    # The cassette is keyed by the exact prompts, which depend on the index's search and repo map.
+    stale = "the bundled cassette no longer matches the demo's prompts: re-record: uv run python -m tests.demo_script"
+    assert "no recorded answer" not in proc.stderr, stale
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "passed after 2 attempt(s)" in out
     assert re.search(r"attempt 1: .* 5 passed, 1 failed -> failures sent back to the model", out)

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from vibe.errors import InputError
+
 _VERSION = 1
 
 
@@ -33,8 +35,8 @@ class RunJournal:
     """
 
     def __init__(self, home: Path, key: str) -> None:
-        if not key or not all(c.isalnum() or c in "-_" for c in key):
-            raise ValueError(f"invalid run key {key!r}: use letters, digits, '-' and '_'")
+        if not key or len(key) > 100 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
+            raise InputError(f"invalid run key {key!r}: use up to 100 letters, digits, '-' and '_'")
         self.key = key
         self.directory = Path(home) / "runs" / key
         self._file = self.directory / "journal.json"

@@ -15,7 +15,7 @@ from tasks.codegen.prompt import (
     estimate_tokens,
     prompt_budget,
 )
-from vibe.errors import BudgetExceededError
+from vibe.errors import BudgetExceededError, InputError
 
 
 def test_system_prompt_states_both_edit_formats() -> None:
@@ -92,5 +92,5 @@ def test_journal_persists_steps_across_instances(tmp_path: Path) -> None:
     assert again.get("generate:1") == {"reply": "x"}
     again.clear()
     assert RunJournal(tmp_path / "home", key).get("generate:1") is None
-    with pytest.raises(ValueError, match="invalid run key"):
+    with pytest.raises(InputError, match="invalid run key"):
         RunJournal(tmp_path, "../evil")
