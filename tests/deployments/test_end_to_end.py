@@ -172,11 +172,14 @@ def test_setup_twice_creates_everything_once_and_deploy_registers_every_flow(sta
             limit = await client.read_global_concurrency_limit_by_name(catalog.queue_limit_name("high"))
             deployments = await client.read_deployments()
             automations = await client.read_automations_by_name(catalog.CRASH_AUTOMATION)
-            assert len(automations) == 1 and automations[0].enabled
+            assert len(automations) == 1
+            assert automations[0].enabled
             by_name = {d.name: d for d in deployments}
             cleanup = by_name.get("cleanup")
-            assert cleanup is not None and "vibe" in cleanup.tags
-            assert cleanup.global_concurrency_limit is not None and cleanup.global_concurrency_limit.limit == 5
+            assert cleanup is not None
+            assert "vibe" in cleanup.tags
+            assert cleanup.global_concurrency_limit is not None
+            assert cleanup.global_concurrency_limit.limit == 5
             assert [s.schedule.model_dump().get("cron") for s in cleanup.schedules] == ["0 * * * *"]
             return queues, {"limit": limit.limit, "decay": limit.slot_decay_per_second}, sorted(by_name)
 
@@ -224,7 +227,8 @@ def test_runs_submitted_by_vibe_submit_the_python_api_and_prefect_deployment_run
     assert [r.state.type.value for r in runs if r.state] == ["COMPLETED"] * len(ids)
     assert runs[0].work_queue_name == "high"
     status = stack.vibe("status", str(first), "--json")
-    assert status["state"] == "COMPLETED" and status["progress"] == 100.0
+    assert status["state"] == "COMPLETED"
+    assert status["progress"] == 100.0
     assert any(a["key"] == "cleanup-report" for a in status["artifacts"])
     assert run_status(stack.settings, first).final
 
@@ -273,7 +277,8 @@ def test_under_contention_higher_priority_runs_first_and_no_limit_is_exceeded(
         stack.settings, "cleanup", {"completed_older_than_h": 1 / 3600, "failed_older_than_h": 1000, "tag": tag}
     )
     (done,) = _wait_final([cleanup])
-    assert done.state is not None and done.state.is_completed()
+    assert done.state is not None
+    assert done.state.is_completed()
     status = run_status(stack.settings, cleanup)
     report = next(a for a in status.artifacts if a.key == "cleanup-report")
     assert report.description is not None
@@ -306,7 +311,8 @@ def test_a_killed_workers_run_is_marked_crashed_and_frees_its_slot(
     # SIGTERM the worker (its flow-run process dies with it), then make sure nothing of it survives.
     stop_process_group(victim, grace_s=15)
     (crashed,) = _wait_final([run_id], timeout=CRASH_AFTER_S + 30 + 60)
-    assert crashed.state is not None and crashed.state.is_crashed(), crashed.state
+    assert crashed.state is not None
+    assert crashed.state.is_crashed(), crashed.state
 
     async def probe_slots() -> int:
         async with get_client() as client:

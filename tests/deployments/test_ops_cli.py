@@ -19,7 +19,8 @@ def _vibe(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 def test_setup_without_a_prefect_api_says_how_to_configure_one() -> None:
     out = _vibe("setup")
     assert out.returncode == 2
-    assert "no Prefect API is configured" in out.stderr and "PREFECT_API_URL" in out.stderr
+    assert "no Prefect API is configured" in out.stderr
+    assert "PREFECT_API_URL" in out.stderr
     assert "Traceback" not in out.stderr
 
 
