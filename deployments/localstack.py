@@ -16,6 +16,7 @@ and SQLite in `home` otherwise. Everything it starts runs in its own process gro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -57,7 +58,7 @@ def postgres_available(dsn: str = _DEFAULT_DSN) -> bool:
     """Whether a PostgreSQL server answers at `dsn`."""
     try:
         asyncio.run(_pg(dsn, "SELECT 1"))
-    except (OSError, asyncio.TimeoutError, ImportError):
+    except (TimeoutError, OSError, ImportError):
         return False
     except Exception:  # noqa: BLE001 - asyncpg's auth and protocol errors all mean "not usable here"
         return False
@@ -123,7 +124,7 @@ class LocalPrefect:
             name = f"vibe_{uuid.uuid4().hex[:12]}"
             try:
                 asyncio.run(_pg(self._pg_dsn, f'CREATE DATABASE "{name}"'))
-            except Exception as exc:  # noqa: BLE001 - any failure here means no usable PostgreSQL
+            except Exception as exc:
                 raise ConfigError(f"cannot create a PostgreSQL database at {self._pg_dsn}: {exc}") from exc
             self._pg_database = name
             base = self._pg_dsn.rsplit("/", 1)[0]
@@ -233,12 +234,8 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, grace_s: float = 10.0) 
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
