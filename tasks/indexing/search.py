@@ -1,22 +1,38 @@
-"""Search a repository's index: BM25 over identifier-aware terms, with a boost for definitions."""
+"""Search a repository's index: BM25 over identifier-aware terms, with a boost for definitions.
+
+Hybrid when an embedder is given: the lexical candidates are re-ranked by reciprocal rank fusion of their
+BM25 rank and their cosine similarity to the query. Vectors are cached in the index store under a key that
+hashes the model and the text, so a chunk is embedded once. If the embedding endpoint fails, the search
+answers with the lexical ranking and logs why: embeddings improve search, they never break it.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.indexing.index import store_path
 from tasks.indexing.models import SearchHit
 from tasks.indexing.scan import find_repository
 from tasks.indexing.store import ChunkRow, SQLiteStore
 from tasks.indexing.terms import fts_match, query_identifiers, split_identifier
-from vibe.errors import InputError
+from vibe.errors import ExternalError, InputError
+
+if TYPE_CHECKING:
+    from providers.embeddings import Embedder
+
+_log = logging.getLogger(__name__)
 
 # A chunk that is the definition of a queried identifier outranks chunks that merely mention it.
 _DEFINES_SYMBOL = 2.0
 _DEFINES_NAME = 1.4
-# FTS5 ranks this many candidates per wanted hit before the boost re-orders them.
+# FTS5 ranks this many candidates per wanted hit before the boost (and the embeddings) re-order them.
 _CANDIDATES_PER_HIT = 4
+# Reciprocal rank fusion's constant (the usual 60): ranks matter, raw scores of the two kinds never mix.
+_RRF_K = 60
 
 
 def _normal(name: str) -> str:
@@ -32,7 +48,51 @@ def _boost(row: ChunkRow, wanted: set[str]) -> float:
     return 1.0
 
 
-def search_code(repo: Path, query: str, *, k: int = 10, store_dir: Path | None = None) -> list[SearchHit]:
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def _fuse(
+    scored: list[tuple[float, ChunkRow]], query: str, embedder: Embedder, store: SQLiteStore, wanted: set[str]
+) -> list[tuple[float, ChunkRow]]:
+    """Re-rank lexical candidates (best first) by fusing their rank with their similarity to the query."""
+    from providers.embeddings import embedding_key
+
+    texts = [f"{row.path}\n{row.symbol or ''}\n{row.text}" for _, row in scored]
+    keys = [embedding_key(embedder.model, text) for text in texts]
+    query_key = embedding_key(embedder.model, f"query: {query}")
+    cached = store.vectors([*keys, query_key])
+    missing = {key: text for key, text in zip([*keys, query_key], [*texts, query], strict=True) if key not in cached}
+    if missing:
+        fresh = dict(zip(missing, embedder.embed(list(missing.values())), strict=True))
+        store.save_vectors(fresh)
+        cached.update(fresh)
+    similarity = [_cosine(cached[query_key], cached[key]) for key in keys]
+    by_meaning = sorted(range(len(scored)), key=lambda i: -similarity[i])
+    meaning_rank = {index: rank for rank, index in enumerate(by_meaning)}
+    fused = [
+        (
+            (1.0 / (_RRF_K + lexical + 1) + 1.0 / (_RRF_K + meaning_rank[lexical] + 1)) * _boost(row, wanted),
+            similarity[lexical],
+            row,
+        )
+        for lexical, (_, row) in enumerate(scored)
+    ]
+    # Equal fused scores (swapped ranks) go to the closer meaning.
+    fused.sort(key=lambda item: (-item[0], -item[1]))
+    return [(score, row) for score, _, row in fused]
+
+
+def search_code(
+    repo: Path,
+    query: str,
+    *,
+    k: int = 10,
+    store_dir: Path | None = None,
+    embedder: Embedder | None = None,
+) -> list[SearchHit]:
     """The `k` chunks of the repository's index that best match `query`.
 
     The query may be words or identifiers in any style: `parseArgs`, `parse_args` and `parse args` all find
@@ -43,6 +103,7 @@ def search_code(repo: Path, query: str, *, k: int = 10, store_dir: Path | None =
         query: what to look for.
         k: how many hits to return (at least 1).
         store_dir: directory of the store, if not the default.
+        embedder: makes the search hybrid (see the module's docstring); None: lexical only.
 
     Returns:
         Hits, best first; paths are relative to the repository root.
@@ -55,6 +116,11 @@ def search_code(repo: Path, query: str, *, k: int = 10, store_dir: Path | None =
     identifiers = query_identifiers(query)
     if not identifiers:
         raise InputError("the query has no words to search for: give identifiers or words")
+    wanted = {_normal(identifier) for identifier in identifiers}
+    # `parse args` asks for `parse_args` as much as `parseArgs` does.
+    if len(identifiers) > 1:
+        wanted.add("".join(_normal(identifier) for identifier in identifiers))
+    wanted.discard("")
     path = store_path(find_repository(repo), store_dir)
     try:
         with SQLiteStore(path) as store:
@@ -65,14 +131,14 @@ def search_code(repo: Path, query: str, *, k: int = 10, store_dir: Path | None =
                 rows = store.search(fts_match(identifiers, every=True), limit=limit)
             if len(rows) < k:
                 rows = store.search(fts_match(identifiers), limit=limit)
+            scored = sorted(((row.rank * _boost(row, wanted), row) for row in rows), key=lambda pair: -pair[0])
+            if embedder is not None and scored:
+                try:
+                    scored = _fuse(scored, query, embedder, store, wanted)
+                except ExternalError as exc:
+                    _log.warning("embeddings unavailable (%s): lexical ranking only", exc)
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be read ({exc}): run `vibe index --full`") from exc
-    wanted = {_normal(identifier) for identifier in identifiers}
-    # `parse args` asks for `parse_args` as much as `parseArgs` does.
-    if len(identifiers) > 1:
-        wanted.add("".join(_normal(identifier) for identifier in identifiers))
-    wanted.discard("")
-    scored = sorted(((row.rank * _boost(row, wanted), row) for row in rows), key=lambda pair: -pair[0])
     return [
         SearchHit(
             path=row.path,

@@ -19,6 +19,7 @@ import fcntl
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from tasks.indexing.models import FileAnalysis
 from tasks.indexing.terms import identifier_parts
 from vibe.errors import InputError, LockTimeoutError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # BM25 weights of the FTS columns: chunk text, identifier words, names defined in the chunk, file path.
 _WEIGHTS = (1.0, 0.6, 6.0, 1.5)
 
@@ -65,13 +66,14 @@ CREATE TABLE IF NOT EXISTS defs (
 CREATE INDEX IF NOT EXISTS defs_file ON defs (file_id);
 CREATE TABLE IF NOT EXISTS refs (file_id INTEGER NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS refs_file ON refs (file_id);
+CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     text, parts, defs, path, content = '', tokenize = "unicode61 tokenchars '_'"
 );
 """
 # The FTS table is contentless: the text lives once, in `chunks`, and deleting a row hands FTS5 the values it
 # indexed (the `parts` and `defs` columns are kept for exactly that).
-_TABLES = ("meta", "files", "chunks", "defs", "refs", "chunks_fts")
+_TABLES = ("meta", "files", "chunks", "defs", "refs", "embeddings", "chunks_fts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,12 @@ class Store(Protocol):
 
     def references(self) -> list[tuple[str, str, int]]:
         """Every (path, referenced name, count)."""
+
+    def vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:
+        """Cached embedding vectors by key (missing keys are absent)."""
+
+    def save_vectors(self, vectors: dict[str, list[float]]) -> None:
+        """Cache embedding vectors by key."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -373,6 +381,31 @@ class SQLiteStore:
         return list(
             self._db.execute("SELECT f.path, r.name, r.count FROM refs AS r JOIN files AS f ON f.id = r.file_id")
         )
+
+    def vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:
+        """Cached embedding vectors by key (missing keys are absent)."""
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(keys), 500):
+            part = list(keys[start : start + 500])
+            marks = ", ".join("?" * len(part))
+            for key, blob in self._db.execute(
+                f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", part  # noqa: S608 - placeholders
+            ):
+                found[key] = array("f", blob).tolist()
+        return found
+
+    def save_vectors(self, vectors: dict[str, list[float]]) -> None:
+        """Cache embedding vectors (float32) by key; the cache survives re-indexing (keys hash the text)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings (key, vector) VALUES (?, ?)",
+                [(key, array("f", vector).tobytes()) for key, vector in vectors.items()],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the connection."""

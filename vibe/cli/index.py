@@ -2,7 +2,7 @@
 
 `index` is a step command: a tracked `index_codebase` flow run when a Prefect API is configured, otherwise the
 same work called directly. `search` and `map` are quick commands that only read the index: they never import
-Prefect.
+Prefect. `search` is hybrid (lexical candidates re-ranked with embeddings) when `VIBE_EMBEDDING_MODEL` is set.
 """
 
 from __future__ import annotations
@@ -83,11 +83,17 @@ def search(
     k: Annotated[int, typer.Option("-k", "--limit", help="How many results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Search the repository's index (run `vibe index` first)."""
+    """Search the repository's index (run `vibe index` first); hybrid when VIBE_EMBEDDING_MODEL is set."""
     from tasks.indexing import search_code
 
+    settings = load_settings()
     try:
-        hits = search_code(repo, query, k=k)
+        embedder = None
+        if settings.embedding_model:
+            from providers.embeddings import embedder_from_settings
+
+            embedder = embedder_from_settings(settings)
+        hits = search_code(repo, query, k=k, embedder=embedder)
     except VibeError as exc:
         fail(exc)
     emit({"results": [hit.as_dict() for hit in hits]}, as_json=as_json, human=_human_hits(hits))

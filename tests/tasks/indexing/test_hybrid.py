@@ -1,0 +1,146 @@
+"""Hybrid search: lexical candidates re-ranked with embeddings from an OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from providers.embeddings import OpenAIEmbedder, embedder_from_settings
+from tasks.indexing import index_repository, search_code
+from tests.tasks.indexing.conftest import MakeRepo
+from vibe.errors import ProviderError
+from vibe.settings import Settings
+
+_DIMS = 32
+# The fake model's "meaning": these words share a direction; every other word gets its own hashed one.
+_CONCEPTS = {"car": 0, "automobile": 0, "vehicle": 0, "motor": 0, "driving": 0}
+
+
+def _vector(text: str) -> list[float]:
+    vector = [0.0] * _DIMS
+    for word in re.findall(r"[a-z]+", text.lower()):
+        dim = _CONCEPTS.get(word)
+        if dim is None:
+            dim = 1 + int(hashlib.md5(word.encode()).hexdigest(), 16) % (_DIMS - 1)
+        vector[dim] = 1.0  # presence, not counts: repeating a word does not change its meaning
+    return vector
+
+
+@dataclass
+class FakeEmbeddings:
+    url: str
+    inputs: list[str] = field(default_factory=list)
+    fail_with: int | None = None
+
+
+@pytest.fixture
+def embeddings_server() -> Iterator[FakeEmbeddings]:
+    state = FakeEmbeddings(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if state.fail_with is not None:
+                payload = json.dumps({"error": {"message": "down", "type": "server_error"}}).encode()
+                self.send_response(state.fail_with)
+            else:
+                assert self.path.endswith("/embeddings")
+                state.inputs.extend(body["input"])
+                data = [{"object": "embedding", "index": i, "embedding": _vector(text)}
+                        for i, text in enumerate(body["input"])]
+                payload = json.dumps({"object": "list", "data": data, "model": body["model"],
+                                      "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+                self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+# Lexically the config file mentions "engine" most; by meaning, the motor is what a "vehicle engine" is about.
+_FILES = {
+    "setup/engine_config.py": (
+        "def load_engine_config(path):\n    # engine config: engine options for the engine\n    return read(path)\n"
+    ),
+    "garage/motor.py": (
+        "def start_engine(machine):\n    # the car motor of the automobile engine\n    return machine.go()\n"
+    ),
+    "notes/misc.md": (
+        "Notes on weather, gardens, a car, recipes, music, painting, travel, and one engine.\n" + "More notes.\n" * 30
+    ),
+}
+
+
+def _embedder(server: FakeEmbeddings) -> OpenAIEmbedder:
+    return embedder_from_settings(Settings(embedding_model="fake-embed", embedding_base_url=server.url))  # type: ignore[return-value]
+
+
+def test_embeddings_bring_the_meaningful_chunk_first_and_are_cached(
+    make_repo: MakeRepo, embeddings_server: FakeEmbeddings
+) -> None:
+    repo = make_repo(dict(_FILES))
+    index_repository(repo)
+    lexical = search_code(repo, "vehicle engine", k=3)
+    assert [hit.path for hit in lexical] == ["setup/engine_config.py", "garage/motor.py", "notes/misc.md"]
+
+    embedder = _embedder(embeddings_server)
+    hybrid = search_code(repo, "vehicle engine", k=3, embedder=embedder)
+    assert hybrid[0].path == "garage/motor.py"
+    assert {hit.path for hit in hybrid} == {hit.path for hit in lexical}
+    first_calls = len(embeddings_server.inputs)
+    assert first_calls == len(lexical) + 1  # the candidates and the query
+
+    # The same search again embeds nothing: vectors are cached in the index store.
+    assert search_code(repo, "vehicle engine", k=3, embedder=embedder)[0].path == "garage/motor.py"
+    assert len(embeddings_server.inputs) == first_calls
+
+
+def test_a_failing_embedding_endpoint_leaves_the_lexical_ranking(
+    make_repo: MakeRepo, embeddings_server: FakeEmbeddings, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = make_repo(dict(_FILES))
+    index_repository(repo)
+    embeddings_server.fail_with = 503
+    hits = search_code(repo, "vehicle engine", k=3, embedder=_embedder(embeddings_server))
+    assert [hit.path for hit in hits] == [hit.path for hit in search_code(repo, "vehicle engine", k=3)]
+    assert "lexical ranking only" in caplog.text
+
+
+def test_the_adapter_maps_endpoint_errors_to_provider_errors(embeddings_server: FakeEmbeddings) -> None:
+    embedder = OpenAIEmbedder("fake-embed", base_url=embeddings_server.url)
+    assert len(embedder.embed(["a", "b", "c"])) == 3
+    embeddings_server.fail_with = 429
+    with pytest.raises(ProviderError) as caught:
+        embedder.embed(["a"])
+    assert caught.value.retryable
+    assert caught.value.status == 429
+    embeddings_server.fail_with = 400
+    with pytest.raises(ProviderError) as caught:
+        embedder.embed(["a"])
+    assert not caught.value.retryable
+    unreachable = OpenAIEmbedder("fake-embed", base_url="http://127.0.0.1:9/v1", timeout_s=2)
+    with pytest.raises(ProviderError, match="unreachable"):
+        unreachable.embed(["a"])
+
+
+def test_no_embedding_model_means_lexical_search(tmp_path: Path) -> None:
+    assert embedder_from_settings(Settings()) is None
