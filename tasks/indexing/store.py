@@ -181,7 +181,9 @@ class SQLiteStore:
                 raise InputError(f"cannot create the index directory {path.parent}: {exc.strerror}") from exc
         try:
             self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode = WAL")
+            if create:
+                # WAL is a property of the database file: set once by writers, readers inherit it.
+                self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA cache_size = -65536")
         except sqlite3.Error as exc:

@@ -144,3 +144,20 @@ def test_the_adapter_maps_endpoint_errors_to_provider_errors(embeddings_server: 
 
 def test_no_embedding_model_means_lexical_search(tmp_path: Path) -> None:
     assert embedder_from_settings(Settings()) is None
+
+
+def test_vibe_search_is_hybrid_when_an_embedding_model_is_configured(
+    make_repo: MakeRepo, embeddings_server: FakeEmbeddings
+) -> None:
+    from typer.testing import CliRunner
+
+    import vibe.cli.index  # noqa: F401 - registers the commands
+    from vibe.cli._app import app
+
+    repo = make_repo(dict(_FILES))
+    index_repository(repo)
+    env = {"VIBE_EMBEDDING_MODEL": "fake-embed", "VIBE_EMBEDDING_BASE_URL": embeddings_server.url}
+    result = CliRunner().invoke(app, ["search", "vehicle engine", "--repo", str(repo), "-k", "3", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["path"] == "garage/motor.py"
+    assert "vehicle engine" in embeddings_server.inputs
