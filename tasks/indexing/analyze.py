@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,13 @@ def analyze(job: Job) -> FileAnalysis:
     try:
         if os.path.islink(full):
             return FileAnalysis(path=job.path, status="symlink", blob=job.blob or "link")
-        size = full.stat().st_size
+        status = full.stat()
+        if not stat.S_ISREG(status.st_mode):
+            # A FIFO or device where git expects a file: reading it could block forever.
+            return FileAnalysis(
+                path=job.path, status="unreadable", blob="", problem=f"{job.path}: unreadable (not a regular file)"
+            )
+        size = status.st_size
         if size > job.max_bytes:
             return FileAnalysis(path=job.path, status="huge", blob=job.blob or f"size:{size}")
         data = full.read_bytes()

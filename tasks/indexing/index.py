@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -39,10 +40,12 @@ def _working_blob(root: Path, path: str, max_bytes: int) -> str | None:
     try:
         if full.is_symlink():
             return "link"
-        stat = full.stat()
-        if stat.st_size > max_bytes:
+        status = full.stat()
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        if status.st_size > max_bytes:
             # Huge files are never read: their size and mtime stand for their content.
-            return f"size:{stat.st_size}:{stat.st_mtime_ns}"
+            return f"size:{status.st_size}:{status.st_mtime_ns}"
         return blob_id(full.read_bytes())
     except OSError:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -235,3 +236,31 @@ def test_two_overlapping_index_runs_take_turns_and_leave_one_consistent_index(ma
         db.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 0)")
     assert chunk_ids == 120
     assert fts_rows == (1,)
+
+
+def test_an_unreadable_file_is_reported_and_retried_without_blocking_the_run(make_repo: MakeRepo) -> None:
+    repo = make_repo({"good.py": "def good(): pass\n", "pipe.py": "def was_a_file(): pass\n"})
+    # A FIFO where git tracks a file: unreadable even for root, and reading it would block forever.
+    (repo / "pipe.py").unlink()
+    os.mkfifo(repo / "pipe.py")
+    stats = index_repository(repo)
+    assert stats.files == 1
+    assert stats.skipped_by_reason == {"unreadable": 1}
+    assert any("pipe.py: unreadable" in problem for problem in stats.problems)
+    again = index_repository(repo)  # retried, still reported, not counted as a change
+    assert again.changed == 0
+    assert any("pipe.py: unreadable" in problem for problem in again.problems)
+    (repo / "pipe.py").unlink()
+    (repo / "pipe.py").write_text("def readable_again(): pass\n")
+    assert index_repository(repo).files == 2
+    assert _paths(repo, "readable_again") == ["pipe.py"]
+
+
+def test_a_file_that_cannot_be_read_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    from tasks.indexing.analyze import Job, analyze
+
+    (tmp_path / "adir").mkdir()
+    result = analyze(Job(path="adir", root=str(tmp_path), blob=None))
+    assert (result.status, result.blob) == ("unreadable", "")
+    assert result.problem is not None
+    assert analyze(Job(path="missing.py", root=str(tmp_path), blob="abc")).status == "unreadable"
