@@ -172,7 +172,7 @@ def feature_pipeline(
         if base_commit is None:
             journal.put("base", workspace.base_commit)
         progress.advance(10, "gathering context")
-        context: CodeContext = call_step(gather_context_task, repo, request, workspace.path)
+        context: CodeContext = call_step(gather_context_task, repo, request, workspace.path, settings)
         budget = Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd)
         outcome = PipelineOutcome(request=request, model=model, key=key, max_attempts=attempts_allowed)
         history: list[Exchange] = []

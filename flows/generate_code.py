@@ -54,7 +54,7 @@ def generate_code(
     if not repo.is_dir():
         raise InputError(f"{repo} is not a directory: pass the path of a git repository")
     call_step(index_repo_task, repo)
-    context = call_step(gather_context_task, repo, request, repo)
+    context = call_step(gather_context_task, repo, request, repo, settings)
     messages = build_messages(
         request, budget_tokens=prompt_tokens_for(model), repo_map=context.repo_map, related=context.related
     )

@@ -62,6 +62,7 @@ def gather_context(
     store_dir: Path | None = None,
     k: int = 8,
     map_tokens: int = 1024,
+    settings: Settings | None = None,
 ) -> CodeContext:
     """Search the index of `repo` for the request and build the repository map around the hits.
 
@@ -72,11 +73,17 @@ def gather_context(
         store_dir: the index store (default: the indexer's).
         k: how many search hits to consider.
         map_tokens: the size of the repository map.
+        settings: with `embedding_model` set, the search is hybrid (lexical candidates re-ranked by meaning).
     """
     from tasks.indexing import build_repo_map, search_code
 
     root = read_root or repo
-    hits = search_code(repo, request, k=k, store_dir=store_dir)
+    embedder = None
+    if settings is not None and settings.embedding_model:
+        from providers.embeddings import embedder_from_settings
+
+        embedder = embedder_from_settings(settings)
+    hits = search_code(repo, request, k=k, store_dir=store_dir, embedder=embedder)
     mentions = tuple(dict.fromkeys(hit.path for hit in hits))
     repo_map = build_repo_map(repo, max_tokens=map_tokens, mentions=mentions, store_dir=store_dir)
     related: list[ContextFile] = []

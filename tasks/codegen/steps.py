@@ -76,9 +76,11 @@ def index_repo_task(repo: Path, store_dir: Path | None = None) -> dict[str, Any]
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def gather_context_task(repo: Path, request: str, read_root: Path, store_dir: Path | None = None) -> CodeContext:
-    """Search hits and repository map for the request."""
-    return gather_context(repo, request, read_root=read_root, store_dir=store_dir)
+def gather_context_task(
+    repo: Path, request: str, read_root: Path, settings: Settings | None = None, store_dir: Path | None = None
+) -> CodeContext:
+    """Search hits (hybrid when an embedding model is configured) and the repository map for the request."""
+    return gather_context(repo, request, read_root=read_root, store_dir=store_dir, settings=settings)
 
 
 @task(name="ask-model", cache_policy=NO_CACHE, persist_result=False)

@@ -163,6 +163,7 @@ def demo_settings(settings: Settings) -> Settings:
             "model": DEMO_MODEL,
             "fallbacks": (),
             "redis_url": None,
+            "embedding_model": None,
             "github_token": None,
             "anthropic_api_key": None,
             "openai_api_key": None,
