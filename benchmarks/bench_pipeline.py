@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,11 +44,16 @@ def bench_pipeline(label: str = "") -> int:
 
 
 @task(name="bench_step", cache_policy=NO_CACHE, persist_result=True)
-def bench_step(label: str = "", limit_name: str | None = None) -> int:
-    """The same step as a background task; with `limit_name`, admitted by that rate limit first."""
+def bench_step(label: str = "", limit_name: str | None = None) -> float:
+    """The same step as a background task; with `limit_name`, admitted by that rate limit first.
+
+    Returns when it finished (epoch seconds), so the benchmark can measure rates over time.
+    """
     if limit_name:
         rate_limit(limit_name, strict=True)
-    return len(asyncio.run(_complete()))
+    if not asyncio.run(_complete()):
+        raise RuntimeError("empty answer from the replay provider")
+    return time.time()
 
 
 if __name__ == "__main__":

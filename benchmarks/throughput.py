@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--database", choices=("auto", "postgres", "sqlite"), default="auto")
     args = parser.parse_args()
 
+    # The machine may be shared: the load says how far the figures are from an idle machine's.
+    load_before = round(os.getloadavg()[0], 2)
     home = Path(tempfile.mkdtemp(prefix="vibe-throughput-"))
     cassette = home / "cassette.json"
     _write_cassette(cassette)
@@ -248,6 +250,7 @@ def main() -> None:
     print(json.dumps({
         "database": database,
         "cpus": os.cpu_count(),
+        "load_average_at_start_and_end": [load_before, round(os.getloadavg()[0], 2)],
         "queue_rate_limit_per_minute": settings.queue_rate_per_minute,
         "process_worker": process,
         "background_tasks": tasks,
