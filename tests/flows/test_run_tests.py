@@ -13,6 +13,14 @@ from flows.run_tests import run_tests
 from tasks.testing import TestReport
 
 
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits in test repositories work on a machine without a global git identity."""
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "vibe tests")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@vibe.invalid")
+
+
 def make_repo(root: Path) -> Path:
     repo = root / "calc"
     repo.mkdir()

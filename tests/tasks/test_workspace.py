@@ -11,6 +11,14 @@ from tasks.workspace import open_workspace
 from vibe.errors import InputError
 
 
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits in test repositories work on a machine without a global git identity."""
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "vibe tests")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@vibe.invalid")
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 

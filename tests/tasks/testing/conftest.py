@@ -13,6 +13,14 @@ import pytest
 MakeRepo = Callable[[dict[str, str]], Path]
 
 
+@pytest.fixture(autouse=True)
+def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits in test repositories work on a machine without a global git identity."""
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "vibe tests")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@vibe.invalid")
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> MakeRepo:
     """Create a committed git repository holding `files` (dedented) and return its path."""
