@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ class TestPlan:
 
     def can_rerun(self) -> bool:
         """Whether single tests can be re-run on their own with this runner."""
-        return self.runner in ("pytest", "cargo")
+        return self.runner in ("pytest", "cargo", "go")
 
     def rerun_argv(self, test_id: str, junit_path: Path, workspace: Path) -> list[str]:
         """The command line that runs only `test_id`."""
@@ -72,6 +73,11 @@ class TestPlan:
             if "--" not in base:
                 base.append("--")
             return [*base, "--exact", test_id]
+        if self.runner == "go" and "::" in test_id:
+            package, name = test_id.split("::", 1)
+            # `-run` takes one anchored pattern per subtest level.
+            pattern = "/".join(f"^{re.escape(part)}$" for part in name.split("/"))
+            return ["go", "test", "-v", "-count=1", "-run", pattern, package]
         raise ValueError(f"{self.runner} cannot re-run single tests")
 
 

@@ -128,29 +128,43 @@ def parse_cargo_output(output: str) -> list[TestCaseResult]:
 
 _GO_RESULT = re.compile(r"^\s*--- (?P<status>PASS|FAIL|SKIP): (?P<name>\S+) \((?P<time>[\d.]+)s\)", re.M)
 _GO_PACKAGE = re.compile(r"^(?:ok|FAIL|---)\s+(?P<pkg>\S+)\s+[\d.]+s", re.M)
+_GO_RUN = re.compile(r"^\s*=== (?:RUN|PAUSE|CONT|NAME)\s+(?P<name>\S+)", re.M)
+
+
+def _go_log(output: str, name: str, before: int) -> str:
+    # A test's log lines follow its last `=== RUN name` (or CONT/NAME) line, up to the next marker.
+    starts = [m.end() for m in _GO_RUN.finditer(output, 0, before) if m.group("name") == name]
+    if not starts:
+        return ""
+    lines = []
+    for line in output[starts[-1] : before].splitlines():
+        if line.strip().startswith(("=== ", "--- ")):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return trim_message("\n".join(lines))
 
 
 def parse_go_output(output: str) -> list[TestCaseResult]:
-    """Per-test results from `go test -v` output (`--- PASS: TestX (0.01s)`), named `package/TestX`.
+    """Per-test results from `go test -v` output (`--- PASS: TestX (0.01s)`), named `package::TestX/subtest`.
 
-    The package of a test is the one named by the next `ok`/`FAIL` summary line after it.
+    The package of a test is the one named by the next `ok`/`FAIL` summary line after it. A test with subtests
+    is represented by its subtests only.
     """
     packages = [(m.start(), m.group("pkg")) for m in _GO_PACKAGE.finditer(output)]
     results: list[TestCaseResult] = []
     for match in _GO_RESULT.finditer(output):
         package = next((pkg for start, pkg in packages if start > match.start()), "")
+        name = match.group("name")
         status = match.group("status")
         outcome: Outcome = "passed" if status == "PASS" else "failed" if status == "FAIL" else "skipped"
-        message = ""
-        if outcome != "passed":
-            # The lines the test logged sit right above its result line.
-            before = output[: match.start()].splitlines()[-15:]
-            message = trim_message("\n".join(line for line in before if line.startswith("    ")))
-        test_id = f"{package}/{match.group('name')}" if package else match.group("name")
+        message = _go_log(output, name, match.start()) if outcome != "passed" else ""
+        test_id = f"{package}::{name}" if package else name
         results.append(
             TestCaseResult(id=test_id, outcome=outcome, duration_s=_float(match.group("time")), message=message)
         )
-    return merge_results(results)
+    ids = {r.id for r in results}
+    return merge_results([r for r in results if not any(other.startswith(r.id + "/") for other in ids)])
 
 
 _TAP_LINE = re.compile(

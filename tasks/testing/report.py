@@ -27,7 +27,8 @@ class TestCaseResult(BaseModel):
     """One test's outcome.
 
     Attributes:
-        id: the runner's id of the test (pytest node id, `package::test` for cargo, `pkg/TestName` for go).
+        id: the runner's id of the test: the pytest node id, `module::test` for cargo,
+            `package::TestName/subtest` for go, `suite > test` for TAP output.
         outcome: passed, failed, error (setup/collection/crash) or skipped.
         duration_s: how long it ran, in seconds.
         message: the trimmed failure, error or skip message ("" when it passed).

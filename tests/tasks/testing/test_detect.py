@@ -63,6 +63,10 @@ def test_explicit_commands_keep_their_kind_and_rerun_one_test(tmp_path: Path) ->
     cargo = plan_tests(tmp_path, ["cargo", "test", "--release"], python="python3")
     assert cargo.runner == "cargo"
     assert cargo.rerun_argv("m::t", Path("/r.xml"), tmp_path) == ["cargo", "test", "--release", "--", "--exact", "m::t"]
+    go = plan_tests(tmp_path, "go test ./...", python="python3")
+    assert go.rerun_argv("example.com/calc::TestSub/zero case", Path("/r.xml"), tmp_path) == [
+        "go", "test", "-v", "-count=1", "-run", "^TestSub$/^zero\\ case$", "example.com/calc",
+    ]  # fmt: skip
     assert plan_tests(tmp_path, "make check", python="python3").runner == "custom"
     with pytest.raises(InputError, match="empty"):
         plan_tests(tmp_path, "  ", python="python3")

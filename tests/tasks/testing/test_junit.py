@@ -101,8 +101,10 @@ def test_cargo_output_gives_each_test() -> None:
 GO = """=== RUN   TestAdd
 --- PASS: TestAdd (0.00s)
 === RUN   TestSub
+=== RUN   TestSub/zero_case
     calc_test.go:12: got 1, want 2
 --- FAIL: TestSub (0.01s)
+    --- FAIL: TestSub/zero_case (0.01s)
 === RUN   TestSkip
     calc_test.go:16: later
 --- SKIP: TestSkip (0.00s)
@@ -117,13 +119,14 @@ ok  \texample.com/other\t0.210s
 def test_go_output_gives_each_test_with_its_package() -> None:
     results = {r.id: r for r in parse_go_output(GO)}
     assert {k: r.outcome for k, r in results.items()} == {
-        "example.com/calc/TestAdd": "passed",
-        "example.com/calc/TestSub": "failed",
-        "example.com/calc/TestSkip": "skipped",
-        "example.com/other/TestOther": "passed",
+        "example.com/calc::TestAdd": "passed",
+        "example.com/calc::TestSub/zero_case": "failed",
+        "example.com/calc::TestSkip": "skipped",
+        "example.com/other::TestOther": "passed",
     }
-    assert "got 1, want 2" in results["example.com/calc/TestSub"].message
-    assert results["example.com/other/TestOther"].duration_s == 0.2
+    assert results["example.com/calc::TestSub/zero_case"].message == "calc_test.go:12: got 1, want 2"
+    assert results["example.com/calc::TestSkip"].message == "calc_test.go:16: later"
+    assert results["example.com/other::TestOther"].duration_s == 0.2
 
 
 TAP = """TAP version 13

@@ -465,3 +465,50 @@ def test_without_bubblewrap_the_run_says_which_isolation_it_had(
     assert "bwrap" not in report.isolation.split(" [")[0]
     assert "no network or file system isolation: bwrap is not installed" in report.isolation
     assert any("sandbox without bubblewrap" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+def test_go_modules_report_each_test_and_rerun_flaky_ones(make_repo: MakeRepo) -> None:
+    repo = make_repo(
+        {
+            "go.mod": "module example.com/calc\n\ngo 1.19\n",
+            "calc.go": "package calc\n\nfunc Add(a, b int) int { return a + b }\n",
+            "calc_test.go": """
+                package calc
+
+                import (
+                    "os"
+                    "testing"
+                )
+
+                func TestAdd(t *testing.T) {
+                    if Add(2, 3) != 5 {
+                        t.Fatal("bad add")
+                    }
+                }
+
+                func TestSub(t *testing.T) {
+                    t.Run("zero case", func(t *testing.T) {
+                        t.Errorf("got %d, want 3", Add(1, 1))
+                    })
+                }
+
+                func TestFlaky(t *testing.T) {
+                    if _, err := os.Stat("flaky.marker"); err != nil {
+                        os.WriteFile("flaky.marker", []byte("x"), 0o644)
+                        t.Fatal("first attempt fails")
+                    }
+                }
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=300)
+    assert report.runner == "go"
+    assert {t.id: t.outcome for t in report.tests} == {
+        "example.com/calc::TestAdd": "passed",
+        "example.com/calc::TestSub/zero_case": "failed",
+        "example.com/calc::TestFlaky": "passed",
+    }
+    assert (report.passed, report.failed, report.flaky) == (1, 1, 1)
+    assert "got 2, want 3" in report.failure_digest()
