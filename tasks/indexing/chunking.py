@@ -10,6 +10,7 @@ chunk huge.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from tasks.indexing.models import Chunk, Definition
 from tasks.indexing.terms import identifier_parts, names_and_parts
@@ -52,6 +53,8 @@ class _Chunker:
         self.max_lines = max_lines
         self.max_chars = max_chars
         self.spans: list[tuple[int, int, str | None]] = []
+        # Characters before the end of each line (without newlines), for O(1) span sizes.
+        self.cumulative = list(accumulate(map(len, lines)))
 
     def region(self, start: int, end: int, children: list[_Node], container: str | None) -> None:
         cursor = start
@@ -93,6 +96,10 @@ class _Chunker:
 
     def windows(self, start: int, end: int, symbol: str | None) -> None:
         """Spans of at most max_lines lines and max_chars characters covering [start, end]."""
+        size = self.cumulative[end] - (self.cumulative[start - 1] if start else 0) + (end - start + 1)
+        if end - start < self.max_lines and size <= self.max_chars:
+            self.spans.append((start, end, symbol))
+            return
         first = start
         chars = 0
         for index in range(start, end + 1):
