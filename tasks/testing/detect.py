@@ -82,8 +82,9 @@ class TestPlan:
 
 
 def _pytest_extras(junit_path: Path) -> list[str]:
-    # No cache directory in the workspace, results as JUnit XML outside it (xunit1 keeps file names for node ids).
-    return ["-p", "no:cacheprovider", "-o", "junit_family=xunit1", f"--junitxml={junit_path}", "--color=no"]
+    # No cache directory in the workspace, results as JUnit XML outside it (xunit1 keeps file names for node ids),
+    # and verbose progress so that a run killed by its timeout still says which test hung.
+    return ["-p", "no:cacheprovider", "-o", "junit_family=xunit1", f"--junitxml={junit_path}", "--color=no", "-v"]
 
 
 def _pytest_args_start(command: Sequence[str]) -> int:

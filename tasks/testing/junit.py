@@ -14,7 +14,8 @@ from pathlib import Path
 from tasks.testing.report import Outcome, TestCaseResult, trim_message
 
 __all__ = [
-    "merge_results", "parse_cargo_output", "parse_go_output", "parse_junit", "parse_tap_output", "pytest_node_id",
+    "merge_results", "parse_cargo_output", "parse_go_output", "parse_junit", "parse_pytest_progress",
+    "parse_tap_output", "pytest_node_id",
 ]  # fmt: skip
 
 _MAX_XML_BYTES = 64 * 1024 * 1024
@@ -212,3 +213,27 @@ def parse_tap_output(output: str) -> list[TestCaseResult]:
     names = {r.id for r in results}
     leaves = [r for r in results if not any(other.startswith(r.id + " > ") for other in names)]
     return merge_results(leaves)
+
+
+_PYTEST_PROGRESS = re.compile(
+    r"^(?P<id>\S+::\S+) (?P<status>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", re.M
+)
+_PYTEST_RUNNING = re.compile(r"^(?P<id>\S+::\S+) *$")
+_PROGRESS_OUTCOMES: dict[str, Outcome] = {
+    "PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "ERROR": "error", "SKIPPED": "skipped",
+    "XFAIL": "skipped",
+}  # fmt: skip
+
+
+def parse_pytest_progress(output: str) -> tuple[list[TestCaseResult], str | None]:
+    """The tests `pytest -v` reported as finished, and the one it was running when the output stops.
+
+    Used when a run was killed before pytest could write its JUnit XML.
+    """
+    results = [
+        TestCaseResult(id=m.group("id"), outcome=_PROGRESS_OUTCOMES[m.group("status")])
+        for m in _PYTEST_PROGRESS.finditer(output)
+    ]
+    lines = output.rstrip("\n").splitlines()
+    running = _PYTEST_RUNNING.match(lines[-1]) if lines else None
+    return merge_results(results), running.group("id") if running else None

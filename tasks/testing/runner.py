@@ -23,7 +23,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_runner, plan_tests, resolve_program
-from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit, parse_tap_output
+from tasks.testing.junit import (
+    parse_cargo_output,
+    parse_go_output,
+    parse_junit,
+    parse_pytest_progress,
+    parse_tap_output,
+)
 from tasks.testing.report import TestCaseResult, TestReport, trim_message
 from tasks.testing.sandbox import Limits, SandboxResult, run_sandboxed, sandbox_env
 from vibe.errors import InputError
@@ -37,6 +43,8 @@ _READY = ".vibe-ready"
 _OUTPUT_CHARS = 20_000
 # Below this many seconds left of the budget a re-run is not worth starting.
 _MIN_RERUN_S = 2.0
+# How much of a killed run's output is read back for its progress lines.
+_PROGRESS_BYTES = 8 * 1024 * 1024
 
 _PYTEST_EXIT = {
     2: "interrupted: errors while collecting tests",
@@ -139,6 +147,21 @@ def _python_setup(
         return venv, None
 
 
+def _progress_until_timeout(output_log: Path, timeout_s: float) -> tuple[list[TestCaseResult], str | None]:
+    # Killed pytest writes no JUnit XML: its verbose progress says what finished and which test hung.
+    try:
+        with output_log.open("rb") as handle:
+            handle.seek(max(0, output_log.stat().st_size - _PROGRESS_BYTES))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return [], None
+    finished, running = parse_pytest_progress(text)
+    if running is None:
+        return finished, None
+    hung = TestCaseResult(id=running, outcome="error", message=f"still running when the {timeout_s:g} s timeout hit")
+    return [*finished, hung], running
+
+
 def _is_python(workspace: Path, command: str | Sequence[str] | None) -> bool:
     if command is not None:
         return plan_tests(workspace, command, python="python").runner == "pytest"
@@ -180,9 +203,13 @@ def _rerun_passes(
     return bool(rerun) and all(r.outcome == "passed" for r in rerun)
 
 
-def _summary(plan: TestPlan, report_counts: str, result: SandboxResult, tests: list[TestCaseResult]) -> str:
+def _summary(
+    plan: TestPlan, report_counts: str, result: SandboxResult, tests: list[TestCaseResult], *, timeout_s: float,
+    hung: str | None,
+) -> str:  # fmt: skip
     if result.timed_out:
-        return f"timed out: {result.notes[-1]}"
+        running = f" while running {hung}" if hung else ""
+        return f"timed out after {timeout_s:g} s{running}; every process of the run was killed"
     code = result.exit_code
     if plan.runner == "pytest" and code in _PYTEST_EXIT and (code != 2 or not tests):
         return _PYTEST_EXIT[code]
@@ -287,6 +314,9 @@ def run_test_suite(
         )
         logger.info("test isolation: %s", result.isolation)
         tests = _results(plan, junit_path, result.output)
+        hung: str | None = None
+        if result.timed_out and plan.runner == "pytest" and not tests:
+            tests, hung = _progress_until_timeout(run_dir / "output.log", limits.timeout_s)
 
         if rerun_failures and plan.can_rerun() and not result.timed_out:
             # A pytest id without "::" is a collection error of a whole file: nothing to re-run alone.
@@ -329,7 +359,7 @@ def run_test_suite(
             # What a person would type; the result-file arguments pointed into a directory that is gone now.
             command=list(plan.command),
             runner=plan.runner,
-            summary=_summary(plan, draft.counts_line(), result, tests),
+            summary=_summary(plan, draft.counts_line(), result, tests, timeout_s=limits.timeout_s, hung=hung),
             output=result.output[-_OUTPUT_CHARS:],
         )
     finally:

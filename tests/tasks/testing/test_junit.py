@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.testing.junit import parse_cargo_output, parse_go_output, parse_junit, parse_tap_output, pytest_node_id
+from tasks.testing.junit import (
+    parse_cargo_output,
+    parse_go_output,
+    parse_junit,
+    parse_pytest_progress,
+    parse_tap_output,
+    pytest_node_id,
+)
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="5">
@@ -158,3 +165,18 @@ def test_tap_output_gives_the_innermost_tests() -> None:
     }  # fmt: skip
     assert "2 !== 3" in results["math > divides"].message
     assert parse_tap_output("plain output\nok 1 - not tap without a version line\n") == []
+
+
+def test_pytest_progress_names_the_finished_tests_and_the_one_running() -> None:
+    output = (
+        "collecting ... collected 4 items\n\n"
+        "test_v.py::test_a PASSED                                                 [ 25%]\n"
+        "test_v.py::test_b[x-1] FAILED                                            [ 50%]\n"
+        "test_v.py::test_c "
+    )
+    finished, running = parse_pytest_progress(output)
+    assert [(r.id, r.outcome) for r in finished] == [
+        ("test_v.py::test_a", "passed"), ("test_v.py::test_b[x-1]", "failed"),
+    ]  # fmt: skip
+    assert running == "test_v.py::test_c"
+    assert parse_pytest_progress("1 passed in 0.1s\n")[1] is None

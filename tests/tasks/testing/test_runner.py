@@ -175,7 +175,9 @@ def test_a_hanging_test_is_killed_with_everything_it_started(make_repo: MakeRepo
     assert report.timed_out
     assert report.exit_code is None
     assert not report.ok
-    assert "timed out" in report.summary
+    assert report.summary.startswith("timed out after 15 s while running test_hang.py::test_hangs")
+    assert [(t.id, t.outcome) for t in report.tests] == [("test_hang.py::test_hangs", "error")]
+    assert "ERROR test_hang.py::test_hangs" in report.failure_digest()
     assert processes_with(token) == []
 
 
