@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from tasks.indexing.index import store_path
 from tasks.indexing.models import SearchHit
 from tasks.indexing.scan import find_repository
-from tasks.indexing.store import ChunkRow, SQLiteStore
+from tasks.indexing.store import ChunkRow, SQLiteStore, Store
 from tasks.indexing.terms import fts_match, query_identifiers, split_identifier
 from vibe.errors import ExternalError, InputError
 
@@ -55,7 +55,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 
 def _fuse(
-    scored: list[tuple[float, ChunkRow]], query: str, embedder: Embedder, store: SQLiteStore, wanted: set[str]
+    scored: list[tuple[float, ChunkRow]], query: str, embedder: Embedder, store: Store, wanted: set[str]
 ) -> list[tuple[float, ChunkRow]]:
     """Re-rank lexical candidates (best first) by fusing their rank with their similarity to the query."""
     from providers.embeddings import embedding_key
