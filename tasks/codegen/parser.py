@@ -194,6 +194,12 @@ def parse_reply(text: str) -> ParseResult:
                 path = clean_path_line(lines[back])
                 path_line = back + 1
                 break
+        if path is None:
+            # Some models put the path in the fence's info string instead: ```python:calc.py or ```calc.py.
+            info = opener.group("info").rpartition(":")[2]
+            if info and ("." in info or "/" in info):
+                path = clean_path_line(info)
+                path_line = fence_line
         probe = index + 1
         while probe < len(lines) and not lines[probe].strip():
             probe += 1

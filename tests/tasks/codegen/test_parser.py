@@ -85,6 +85,11 @@ def test_four_backtick_fence_holds_a_file_with_triple_backticks() -> None:
     assert edit.content == f"# Guide\n{FENCE}\ncode\n{FENCE}\n"
 
 
+def test_a_path_in_the_fence_info_string_is_accepted() -> None:
+    reply = f"Here it is:\n{FENCE}python:pkg/a.py\nA = 1\n{FENCE}\n\n{FENCE}b.py\nB = 2\n{FENCE}\n"
+    assert [(e.path, e.content) for e in parse_reply(reply).edits] == [("pkg/a.py", "A = 1\n"), ("b.py", "B = 2\n")]
+
+
 def test_code_without_a_path_line_is_explanation_and_skipped() -> None:
     reply = f"Run this:\n\n{FENCE}sh\npytest -q\n{FENCE}\nDone."
     result = parse_reply(reply)
