@@ -27,6 +27,8 @@ def _show_progress() -> None:
     logger = logging.getLogger("vibe.pipeline")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Prefect's logging setup also handles the root logger: print each progress line once.
+    logger.propagate = False
 
 
 @app.command()
