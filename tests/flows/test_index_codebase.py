@@ -63,3 +63,30 @@ def test_the_flow_reports_a_non_git_directory_as_a_failed_run(prefect_harness: N
 
     with pytest.raises(InputError, match="not inside a git repository"):
         index_codebase(str(tmp_path))
+
+
+def test_vibe_index_runs_the_tracked_flow_when_a_prefect_api_is_configured(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    import json
+
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    import vibe.cli.index  # noqa: F401 - registers the commands
+    from vibe.cli._app import app
+
+    repo = tmp_path / "tracked"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    write(repo, {"app.py": "def tracked_entry():\n    return 1\n"})
+    api_url = PREFECT_API_URL.value()
+    assert api_url
+    result = CliRunner().invoke(app, ["index", str(repo), "--json"], env={"PREFECT_API_URL": api_url})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) | {"elapsed_s": 0} == {
+        "files": 1, "changed": 1, "symbols": 1, "chunks": 1, "skipped": 0, "elapsed_s": 0
+    }
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+    assert any(run.parameters.get("repo_path") == str(repo) for run in runs)
