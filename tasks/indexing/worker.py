@@ -68,7 +68,12 @@ class _Worker(threading.Thread):
         self.process: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ)
+        # Workers read untrusted repository content: they get no credentials.
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.endswith(("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD"))
+        }
         # The package's own location first, so that a worker imports the same code as its parent.
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
