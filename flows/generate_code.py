@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
 
 from tasks.codegen.apply import plan_edits, write_plan
 from tasks.codegen.budget import Budget
@@ -67,7 +69,7 @@ def generate_code(
     applied: list[str] = []
     if apply and not problems and plan.writes:
         applied = list(write_plan(repo, plan))
-    return {
+    result: dict[str, Any] = {
         "edits": [
             {"path": e.path, "kind": e.kind, "blocks": len(e.blocks) if e.kind == "search_replace" else 0}
             for e in parsed.edits
@@ -80,3 +82,19 @@ def generate_code(
         "tokens": generation.input_tokens + generation.output_tokens,
         "cost_usd": generation.cost_usd,
     }
+    if FlowRunContext.get() is not None:
+        create_markdown_artifact(_markdown(request, result), description="generate_code: edits and problems")
+    return result
+
+
+def _markdown(request: str, result: dict[str, Any]) -> str:
+    lines = [f"# generate_code\n\n**Request:** {request.strip()}\n", "| File | Kind | Blocks |", "| --- | --- | --- |"]
+    lines += [f"| `{e['path']}` | {e['kind']} | {e['blocks'] or '-'} |" for e in result["edits"]]
+    if result["problems"]:
+        lines += ["", "## Problems (sent back to the model in a pipeline run)", ""]
+        lines += [f"- {problem}" for problem in result["problems"]]
+    if result["applied"]:
+        lines += ["", "Written: " + ", ".join(f"`{path}`" for path in result["applied"])]
+    cost = result["cost_usd"]
+    lines += ["", f"Model `{result['model']}`: {result['tokens']} tokens" + (f", ${cost:.4f}" if cost else "")]
+    return "\n".join(lines) + "\n"

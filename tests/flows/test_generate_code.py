@@ -99,3 +99,19 @@ def test_a_prompt_over_the_budget_is_never_sent(repo: Path, vibe_home: Path) -> 
         with pytest.raises(BudgetExceededError, match="token budget"):
             generate_code.fn(REQUEST, str(repo), settings=settings_for(server, vibe_home, budget_tokens=100))
         assert server.calls() == 0
+
+
+def test_as_a_flow_it_records_the_edits_as_an_artifact(prefect_harness: None, repo: Path, vibe_home: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
+        state = generate_code(REQUEST, str(repo), settings=settings_for(server, vibe_home), return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
+    markdown = next(str(a.data) for a in artifacts if a.type == "markdown")
+    assert "| `tests/test_median.py` | whole | - |" in markdown
+    assert "| `textstats/stats.py` | search_replace | 1 |" in markdown
