@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tasks.testing import TestReport, bwrap_available, run_test_suite
+from tasks.testing.runner import environment_key
 from tasks.testing.sandbox import process_limit_available
 from tasks.workspace import open_workspace
 from tests.tasks.testing.conftest import MakeRepo, processes_with
@@ -381,11 +383,12 @@ def test_setup_builds_a_cached_environment_per_dependency_files(make_repo: MakeR
     envs = [p for p in cache.iterdir() if p.is_dir()]
     assert len(envs) == 1
     assert (envs[0] / "setups").read_text() == "x"  # built once, reused the second time
+    # A change of a dependency file (or of the setup command) means another environment.
+    key = environment_key(repo, setup, sys.executable)
+    assert envs[0].name == key
     (repo / "requirements.txt").write_text("# changed\n")
-    subprocess.run(["git", "commit", "-q", "-am", "deps"], cwd=repo, check=True)
-    third = run_in_workspace(repo, setup=setup, env_cache_dir=cache, timeout_s=300)
-    assert third.ok
-    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+    assert environment_key(repo, setup, sys.executable) != key
+    assert environment_key(repo, setup + " ", sys.executable) != environment_key(repo, setup, sys.executable)
 
 
 def test_a_failing_setup_is_reported_not_raised(make_repo: MakeRepo, tmp_path: Path) -> None:
