@@ -47,6 +47,7 @@ from tasks.codegen.steps import (
     apply_reply_task,
     ask_model_task,
     call_step,
+    check_publishable,
     gather_context_task,
     index_repo_task,
     publish_pr_task,
@@ -164,6 +165,8 @@ def feature_pipeline(
         _say(f"run {key} already finished; returning its summary (pass fresh=True / --fresh to run it again)")
         return {**finished, "resumed": True}
     resumed = bool(journal.get("base"))
+    if open_pr and journal.get("pr") is None:
+        check_publishable(repo)
     progress = _Progress(key)
     progress.advance(0, "indexing the repository")
     call_step(index_repo_task, repo)

@@ -22,7 +22,7 @@ from providers.base import Message
 from tasks.codegen.apply import DEFAULT_MAX_FILE_BYTES, apply_edits
 from tasks.codegen.generate import CodeContext, Generation, ask_model, gather_context, normalise_output
 from tasks.codegen.parser import parse_reply
-from vibe.errors import ExternalError, GitHubError, ProviderError
+from vibe.errors import ExternalError, GitHubError, InputError, ProviderError
 from vibe.settings import Settings
 
 P = ParamSpec("P")
@@ -38,6 +38,20 @@ def call_step(step: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     if FlowRunContext.get() is not None:
         return step(*args, **kwargs)
     return step.fn(*args, **kwargs)
+
+
+def check_publishable(repo: Path) -> None:
+    """Fail before any LLM call when the pull request could never be published (no usable git remote).
+
+    Raises:
+        InputError: the message says how to add a remote (or to pass --no-pr).
+    """
+    from tasks.pull_requests.git_ops import find_remote, open_repo
+
+    try:
+        find_remote(open_repo(repo))
+    except InputError as exc:
+        raise InputError(f"{exc} (or pass --no-pr to skip the pull request)") from exc
 
 
 def only_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

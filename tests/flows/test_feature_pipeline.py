@@ -305,3 +305,14 @@ def test_a_killed_run_resumes_without_repeating_finished_llm_calls(project: Path
         # Only the unfinished call was made again: the first reply came from the run's journal.
         assert llm.calls() == 3
         assert "the tests fail" in llm.requests[2].prompt
+
+
+def test_a_repository_without_a_remote_fails_before_any_llm_call(run: Any, project: Path) -> None:
+    from vibe.errors import InputError
+
+    git(project, "remote", "remove", "origin")
+    llm, settings = run(demo_responder)
+    with pytest.raises(InputError, match="no git remote"):
+        run.call(settings)
+    assert llm.calls() == 0
+    assert run.call(settings, open_pr=False)["status"] == "passed"
