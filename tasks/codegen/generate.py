@@ -5,6 +5,7 @@ These are the plain functions; `steps.py` wraps them as Prefect tasks for the fl
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -94,7 +95,7 @@ def gather_context(
         path = root / hit.path
         text: str | None = None
         try:
-            if path.is_file() and path.stat().st_size <= _WHOLE_FILE_CHARS:
+            if _readable(root, path):
                 text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             text = None
@@ -106,13 +107,20 @@ def gather_context(
     return CodeContext(repo_map=repo_map, related=tuple(related))
 
 
+def _readable(root: Path, path: Path) -> bool:
+    # Only regular files inside the tree go into a prompt: a symlink could point at a secret outside it.
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > _WHOLE_FILE_CHARS:
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root)))
+
+
 def read_context_files(root: Path, paths: Sequence[str]) -> tuple[ContextFile, ...]:
     """The current whole content of `paths` under `root` (skipping deleted, binary and oversize files)."""
     files: list[ContextFile] = []
     for rel in paths:
         path = root / rel
         try:
-            if not path.is_file() or path.is_symlink() or path.stat().st_size > _WHOLE_FILE_CHARS:
+            if not _readable(root, path):
                 continue
             files.append(ContextFile(path=rel, text=path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError):

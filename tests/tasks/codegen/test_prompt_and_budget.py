@@ -94,3 +94,16 @@ def test_journal_persists_steps_across_instances(tmp_path: Path) -> None:
     assert RunJournal(tmp_path / "home", key).get("generate:1") is None
     with pytest.raises(InputError, match="invalid run key"):
         RunJournal(tmp_path, "../evil")
+
+
+def test_files_shown_to_the_model_never_leave_the_tree(tmp_path: Path) -> None:
+    from tasks.codegen.generate import read_context_files
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("TOKEN=abc\n")
+    (root / "ok.py").write_text("A = 1\n")
+    (root / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (root / "outside").symlink_to(tmp_path, target_is_directory=True)
+    files = read_context_files(root, ["ok.py", "leak.txt", "outside/secret.txt", "missing.py"])
+    assert [f.path for f in files] == ["ok.py"]
