@@ -158,115 +158,118 @@ def feature_pipeline(
         raise InputError(f"{repo} is not a directory: pass the path of a git repository with --repo")
     key = key or request_key(request, repo)
     journal = RunJournal(settings.home, key)
-    if fresh:
-        journal.clear()
-    finished = journal.get("summary")
-    if finished is not None:
-        _say(f"run {key} already finished; returning its summary (pass fresh=True / --fresh to run it again)")
-        return {**finished, "resumed": True}
-    resumed = bool(journal.get("base"))
-    if open_pr and journal.get("pr") is None:
-        check_publishable(repo)
-    progress = _Progress(key)
-    progress.advance(0, "indexing the repository")
-    call_step(index_repo_task, repo)
-    base_commit = journal.get("base")
-    with open_workspace(repo, ref=base_commit or "HEAD") as workspace:
-        if base_commit is None:
-            journal.put("base", workspace.base_commit)
-        progress.advance(10, "gathering context")
-        context: CodeContext = call_step(gather_context_task, repo, request, workspace.path, settings)
-        budget = Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd)
-        outcome = PipelineOutcome(request=request, model=model, key=key, max_attempts=attempts_allowed)
-        history: list[Exchange] = []
-        prompt_tokens = prompt_tokens_for(model)
-        span = 70 / attempts_allowed
-        for attempt in range(1, attempts_allowed + 1):
-            start = 15 + span * (attempt - 1)
-            progress.advance(start, f"attempt {attempt}/{attempts_allowed}: asking {model}")
-            persisted = journal.get(f"generate:{attempt}")
-            if persisted is not None:
-                generation = Generation.from_json_dict(persisted)
-                charge(budget, generation)
-            else:
-                messages = build_messages(
-                    request,
-                    budget_tokens=prompt_tokens,
-                    repo_map=context.repo_map,
-                    related=context.related,
-                    history=history,
-                )
+    with journal.exclusive():
+        if fresh:
+            journal.clear()
+        finished = journal.get("summary")
+        if finished is not None:
+            _say(f"run {key} already finished; returning its summary (pass fresh=True / --fresh to run it again)")
+            return {**finished, "resumed": True}
+        resumed = bool(journal.get("base"))
+        if open_pr and journal.get("pr") is None:
+            check_publishable(repo)
+        progress = _Progress(key)
+        progress.advance(0, "indexing the repository")
+        call_step(index_repo_task, repo)
+        base_commit = journal.get("base")
+        with open_workspace(repo, ref=base_commit or "HEAD") as workspace:
+            if base_commit is None:
+                journal.put("base", workspace.base_commit)
+            progress.advance(10, "gathering context")
+            context: CodeContext = call_step(gather_context_task, repo, request, workspace.path, settings)
+            budget = Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd)
+            outcome = PipelineOutcome(request=request, model=model, key=key, max_attempts=attempts_allowed)
+            history: list[Exchange] = []
+            prompt_tokens = prompt_tokens_for(model)
+            span = 70 / attempts_allowed
+            for attempt in range(1, attempts_allowed + 1):
+                start = 15 + span * (attempt - 1)
+                progress.advance(start, f"attempt {attempt}/{attempts_allowed}: asking {model}")
+                persisted = journal.get(f"generate:{attempt}")
+                if persisted is not None:
+                    generation = Generation.from_json_dict(persisted)
+                    charge(budget, generation)
+                else:
+                    messages = build_messages(
+                        request,
+                        budget_tokens=prompt_tokens,
+                        repo_map=context.repo_map,
+                        related=context.related,
+                        history=history,
+                    )
+                    try:
+                        check_budget(budget, messages, model=model)
+                    except BudgetExceededError as exc:
+                        outcome.stop(str(exc))
+                        _say(str(exc))
+                        break
+                    generation = call_step(ask_model_task, messages, settings, model)
+                    charge(budget, generation)
+                    journal.put(f"generate:{attempt}", generation.to_json_dict())
+                outcome.models.add(generation.model)
+                progress.advance(start + span / 3, f"attempt {attempt}/{attempts_allowed}: applying edits")
                 try:
-                    check_budget(budget, messages, model=model)
-                except BudgetExceededError as exc:
-                    outcome.stop(str(exc))
-                    _say(str(exc))
-                    break
-                generation = call_step(ask_model_task, messages, settings, model)
-                charge(budget, generation)
-                journal.put(f"generate:{attempt}", generation.to_json_dict())
-            outcome.models.add(generation.model)
-            progress.advance(start + span / 3, f"attempt {attempt}/{attempts_allowed}: applying edits")
-            try:
-                applied = call_step(apply_reply_task, workspace.path, generation.reply)
-            except UnsafeEditError as exc:
-                outcome.refuse(attempt, str(exc))
-                _finish(outcome, budget, journal, progress, persist=False)
-                raise
-            if applied["problems"]:
-                outcome.add_attempt(attempt, written=[], problems=applied["problems"], tests=None)
-                feedback = describe_edit_problems(applied["problems"], attempt=attempt, max_attempts=attempts_allowed)
-            else:
-                progress.advance(start + 2 * span / 3, f"attempt {attempt}/{attempts_allowed}: running the tests")
-                tests = journal.get(f"tests:{attempt}")
-                if tests is None:
-                    tests = call_step(run_tests_task, workspace.path, settings, test_command)
-                    journal.put(f"tests:{attempt}", tests)
-                outcome.add_attempt(attempt, written=applied["written"], problems=[], tests=tests)
-                if tests["ok"]:
-                    break
-                feedback = describe_test_failures(tests["digest"], attempt=attempt, max_attempts=attempts_allowed)
-            changed = read_context_files(workspace.path, workspace.changed_files())
-            history.append(
-                Exchange(
-                    reply=generation.reply,
-                    feedback=with_current_files(feedback, changed, budget_tokens=prompt_tokens // 3),
+                    applied = call_step(apply_reply_task, workspace.path, generation.reply)
+                except UnsafeEditError as exc:
+                    outcome.refuse(attempt, str(exc))
+                    _finish(outcome, budget, journal, progress, persist=False)
+                    raise
+                if applied["problems"]:
+                    outcome.add_attempt(attempt, written=[], problems=applied["problems"], tests=None)
+                    feedback = describe_edit_problems(
+                        applied["problems"], attempt=attempt, max_attempts=attempts_allowed
+                    )
+                else:
+                    progress.advance(start + 2 * span / 3, f"attempt {attempt}/{attempts_allowed}: running the tests")
+                    tests = journal.get(f"tests:{attempt}")
+                    if tests is None:
+                        tests = call_step(run_tests_task, workspace.path, settings, test_command)
+                        journal.put(f"tests:{attempt}", tests)
+                    outcome.add_attempt(attempt, written=applied["written"], problems=[], tests=tests)
+                    if tests["ok"]:
+                        break
+                    feedback = describe_test_failures(tests["digest"], attempt=attempt, max_attempts=attempts_allowed)
+                changed = read_context_files(workspace.path, workspace.changed_files())
+                history.append(
+                    Exchange(
+                        reply=generation.reply,
+                        feedback=with_current_files(feedback, changed, budget_tokens=prompt_tokens // 3),
+                    )
                 )
-            )
-        outcome.changed_files = workspace.changed_files()
-        patch = workspace.diff()
-        journal.directory.mkdir(parents=True, exist_ok=True)
-        patch_path = journal.directory / "changes.patch"
-        patch_path.write_text(patch, encoding="utf-8")
-        outcome.patch_path = str(patch_path)
-        progress.advance(85, "publishing the pull request" if open_pr else "skipping the pull request (--no-pr)")
-        if open_pr and outcome.changed_files:
-            pr = journal.get("pr")
-            if pr is None:
-                pr = call_step(
-                    publish_pr_task,
-                    repo,
-                    workspace.path,
-                    title=pr_title(request),
-                    body_args={
-                        "request": request,
-                        "summary": pr_summary(outcome),
-                        "tests_markdown": outcome.last_tests_markdown(),
-                        "model": ", ".join(sorted(outcome.models)) or model,
-                        "tokens": budget.tokens,
-                        "cost_usd": budget.cost_usd,
-                        "key": key,
-                    },
-                    key=key,
-                    base=base,
-                    tests_passed=outcome.tests_ok,
-                    github_repo=github_repo,
-                    settings=settings,
-                )
-                journal.put("pr", pr)
-            outcome.pr = pr
-    summary = _finish(outcome, budget, journal, progress, persist=True)
-    return {**summary, "resumed": resumed}
+            outcome.changed_files = workspace.changed_files()
+            patch = workspace.diff()
+            journal.directory.mkdir(parents=True, exist_ok=True)
+            patch_path = journal.directory / "changes.patch"
+            patch_path.write_text(patch, encoding="utf-8")
+            outcome.patch_path = str(patch_path)
+            progress.advance(85, "publishing the pull request" if open_pr else "skipping the pull request (--no-pr)")
+            if open_pr and outcome.changed_files:
+                pr = journal.get("pr")
+                if pr is None:
+                    pr = call_step(
+                        publish_pr_task,
+                        repo,
+                        workspace.path,
+                        title=pr_title(request),
+                        body_args={
+                            "request": request,
+                            "summary": pr_summary(outcome),
+                            "tests_markdown": outcome.last_tests_markdown(),
+                            "model": ", ".join(sorted(outcome.models)) or model,
+                            "tokens": budget.tokens,
+                            "cost_usd": budget.cost_usd,
+                            "key": key,
+                        },
+                        key=key,
+                        base=base,
+                        tests_passed=outcome.tests_ok,
+                        github_repo=github_repo,
+                        settings=settings,
+                    )
+                    journal.put("pr", pr)
+                outcome.pr = pr
+        summary = _finish(outcome, budget, journal, progress, persist=True)
+        return {**summary, "resumed": resumed}
 
 
 def _finish(

@@ -8,10 +8,13 @@ atomically on every write, so a crash never leaves it half-written.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +44,7 @@ class RunJournal:
         self.directory = Path(home) / "runs" / key
         self._file = self.directory / "journal.json"
         self._steps: dict[str, Any] = {}
-        if self._file.exists():
-            data = json.loads(self._file.read_text(encoding="utf-8"))
-            if data.get("version") == _VERSION:
-                self._steps = dict(data.get("steps", {}))
+        self._reload()
 
     def get(self, step: str) -> Any:
         """The persisted result of `step`, or None when it has not finished."""
@@ -66,6 +66,37 @@ class RunJournal:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the key's run lock: one run per key at a time, on this machine.
+
+        The lock is an `fcntl` lock, so a killed run never leaves it behind.
+
+        Raises:
+            InputError: another process is running this key right now.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "run.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise InputError(
+                    f"run {self.key} is in progress in another process; wait for it to finish (same request key)"
+                ) from exc
+            try:
+                # Another process may have written steps while we waited for nothing: read them fresh.
+                self._reload()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _reload(self) -> None:
+        self._steps = {}
+        if self._file.exists():
+            data = json.loads(self._file.read_text(encoding="utf-8"))
+            if data.get("version") == _VERSION:
+                self._steps = dict(data.get("steps", {}))
 
     def clear(self) -> None:
         """Forget every step (a fresh start under the same key)."""

@@ -107,3 +107,14 @@ def test_files_shown_to_the_model_never_leave_the_tree(tmp_path: Path) -> None:
     (root / "outside").symlink_to(tmp_path, target_is_directory=True)
     files = read_context_files(root, ["ok.py", "leak.txt", "outside/secret.txt", "missing.py"])
     assert [f.path for f in files] == ["ok.py"]
+
+
+def test_one_run_per_key_at_a_time(tmp_path: Path) -> None:
+    first = RunJournal(tmp_path, "k1")
+    second = RunJournal(tmp_path, "k1")
+    with first.exclusive():
+        first.put("generate:1", {"reply": "r"})
+        with pytest.raises(InputError, match="in progress in another process"), second.exclusive():
+            pass
+    with second.exclusive():
+        assert second.get("generate:1") == {"reply": "r"}  # re-read under the lock
