@@ -10,7 +10,7 @@ import importlib, sys
 import vibe.cli as cli
 for name in cli._COMMAND_MODULES:
     importlib.import_module(f"vibe.cli.{name}")
-heavy = sorted(m for m in ("prefect", "anthropic", "openai", "github", "git", "tree_sitter_language_pack")
+heavy = sorted(m for m in ("prefect", "anthropic", "openai", "github", "git", "tree_sitter")
                if m in sys.modules)
 print(",".join(heavy))
 """
