@@ -99,6 +99,9 @@ def _human(summary: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"  attempt {step['attempt']}: edits not applied ({'; '.join(step['problems'])[:200]})")
+    cached = sum(int(u.get("cached_calls", 0)) for u in (summary.get("usage") or {}).values())
+    if cached:
+        lines.append(f"  ({cached} answer(s) came from the LLM cache: no tokens spent on them)")
     if summary.get("stopped"):
         lines.append(f"stopped: {summary['stopped']}")
     if summary.get("resumed"):
