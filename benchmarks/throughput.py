@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import os
 import statistics
@@ -177,8 +178,12 @@ def _background_tasks(stack: LocalPrefect, tasks: int, limited: int, limit_name:
                 continue
             started = time.time()
             # Submitting is an API call each: several submitters, as several clients would be.
+            # Each submission carries this thread's Prefect settings context (the API URL) to its thread.
             with ThreadPoolExecutor(max_workers=8) as pool:
-                futures = list(pool.map(lambda i, lim=limit: bench_step.delay(str(i), lim), range(count)))
+                submitted = [
+                    pool.submit(contextvars.copy_context().run, bench_step.delay, str(i), limit) for i in range(count)
+                ]
+                futures = [s.result() for s in submitted]
             finished = sorted(float(future.result(timeout=900)) for future in futures)
             elapsed = finished[-1] - started
             entry: dict[str, Any] = {
