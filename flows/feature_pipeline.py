@@ -189,6 +189,7 @@ def feature_pipeline(
                 if persisted is not None:
                     generation = Generation.from_json_dict(persisted)
                     charge(budget, generation)
+                    _say(f"attempt {attempt}: the model's reply comes from the run's journal (no new LLM call)")
                 else:
                     messages = build_messages(
                         request,
@@ -222,7 +223,9 @@ def feature_pipeline(
                 else:
                     progress.advance(start + 2 * span / 3, f"attempt {attempt}/{attempts_allowed}: running the tests")
                     tests = journal.get(f"tests:{attempt}")
-                    if tests is None:
+                    if tests is not None:
+                        _say(f"attempt {attempt}: test results come from the run's journal")
+                    else:
                         tests = call_step(run_tests_task, workspace.path, settings, test_command)
                         journal.put(f"tests:{attempt}", tests)
                     outcome.add_attempt(attempt, written=applied["written"], problems=[], tests=tests)
