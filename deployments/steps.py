@@ -58,7 +58,8 @@ def admit_run(timeout_s: float | None = None) -> dict[str, str]:
         timeout_s: give up (the run fails) after this many seconds; None waits as long as it takes.
 
     Returns:
-        `{"queue": name, "limit": limit name}`; empty when the process is not a deployment's flow run.
+        `{"queue": name, "limit": limit name}`; empty when the process is not a deployment's flow run or
+        its queue is not one of `critical`, `high`, `medium`, `low`.
 
     Raises:
         prefect.concurrency.ConcurrencySlotAcquisitionError: the queue's limit does not exist (`vibe setup`
@@ -73,7 +74,8 @@ def admit_run(timeout_s: float | None = None) -> dict[str, str]:
         return {}
     with get_client(sync_client=True) as client:
         queue = client.read_flow_run(run_id).work_queue_name
-    if not queue:
+    if queue not in catalog.QUEUES:
+        # A queue outside the four (the pool's `default`, a queue made by hand) has no rate limit.
         return {}
     name = catalog.queue_limit_name(queue)
     # The run waits here in Pending, holding its deployment slot. Deployment limits bound the waiters (5 per
