@@ -10,7 +10,7 @@ and reports the median wall time of each and their ratio (target: <= 1.15), the 
 pairs, and CPU times (user + system of every process of the run, the runner's own work included): on a
 machine busy with other work the CPU ratio is the steadier figure.
 
-Usage: `uv run python benchmarks/test_overhead.py [--package parso==0.8.4] [--repeat 2] [--cache DIR]`
+Usage: `uv run python benchmarks/test_overhead.py [--package parso==0.8.4] [--repeat 5] [--cache DIR]`
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def run_sandboxed(repo: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", default="parso==0.8.4")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "vibe-bench-sdists")
     args = parser.parse_args()
 
