@@ -21,6 +21,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -62,7 +63,7 @@ class Limits:
         memory_mb: address-space limit per process (RLIMIT_AS).
         max_processes: processes and threads of the whole run (pids cgroup, or RLIMIT_NPROC for non-root).
         file_size_mb: largest file a process may write (RLIMIT_FSIZE).
-        cpu_s: CPU seconds per process (RLIMIT_CPU); defaults to the timeout.
+        cpu_s: CPU seconds per process (RLIMIT_CPU); defaults to the timeout times the number of cores.
     """
 
     timeout_s: float = 900.0
@@ -433,7 +434,9 @@ def run_sandboxed(
         missing.append(f"no network or file system isolation: {why_not}")
         logger.warning("sandbox without bubblewrap (%s): the network and the file system are not isolated", why_not)
 
-    cpu_s = limits.cpu_s if limits.cpu_s is not None else int(limits.timeout_s) + 5
+    # A backstop behind the wall-clock timeout: a multi-threaded process (cargo test, rustc) may use every core
+    # for the whole run, so its CPU time can reach the timeout times the number of cores.
+    cpu_s = limits.cpu_s if limits.cpu_s is not None else math.ceil(limits.timeout_s * (os.cpu_count() or 1)) + 5
     memory = limits.memory_mb * 1024 * 1024
     file_size = limits.file_size_mb * 1024 * 1024
     rlimits: dict[str, tuple[int, int]] = {
