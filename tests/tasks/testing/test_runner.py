@@ -517,3 +517,18 @@ def test_go_modules_report_each_test_and_rerun_flaky_ones(make_repo: MakeRepo) -
     }
     assert (report.passed, report.failed, report.flaky) == (1, 1, 1)
     assert "got 2, want 3" in report.failure_digest()
+
+
+def test_a_file_bigger_than_the_limit_cannot_be_written(make_repo: MakeRepo) -> None:
+    repo = make_repo(
+        {
+            "test_disk.py": """
+                def test_fills_the_disk():
+                    with open("huge.bin", "wb") as handle:
+                        handle.write(b"x" * (3 * 1024 * 1024))
+            """,
+        }
+    )
+    report = run_in_workspace(repo, timeout_s=60, file_size_mb=1, rerun_failures=False)
+    assert report.failed == 1
+    assert "File too large" in report.tests[0].message
