@@ -240,35 +240,39 @@ def test_under_contention_higher_priority_runs_first_and_no_limit_is_exceeded(
         async with get_client() as client:
             await client.update_work_pool("vibe", WorkPoolUpdate(is_paused=paused))
 
-    # Queue everything while the pool is paused, low priority first, then release it to two workers
-    # (4 slots together) against a deployment limited to 2 concurrent runs.
+    # Priority: queue low-priority runs first, then critical ones, while the pool is paused; then release them
+    # to one worker that takes one run at a time: it must take every critical run before any low one.
+    for worker in stack.workers:
+        stop_process_group(worker)
+    stack.workers = []
     _run(pause(True))
-    stack.ensure_workers()
+    stack.workers.append(stack.prefect.start_worker("vibe", name="single", limit=1, cwd=ROOT))
     tag = f"e2e-{uuid.uuid4().hex[:8]}"
-    params = {"redis_url": redis_url, "prefix": redis_prefix, "hold_s": 2.0}
+    params = {"redis_url": redis_url, "prefix": redis_prefix, "hold_s": 0.0}
     specs = [("low", {**params, "label": f"low-{i}"}) for i in range(RATE)]
     specs += [("critical", {**params, "label": f"critical-{i}"}) for i in range(RATE)]
     ids = _run(_probe_runs(stack, specs, [tag]))
     _run(pause(False))
     runs = _wait_final(ids, timeout=240)
     assert all(r.state is not None and r.state.is_completed() for r in runs)
-
     starts = sorted(_events(redis_url, redis_prefix, "starts"), key=lambda e: e["t"])
     order = [e["label"].split("-")[0] for e in starts]
-    rank = {p: [i for i, label in enumerate(order) if label == p] for p in ("critical", "low")}
-    assert order[0] == "critical", order
-    assert sum(rank["critical"]) < sum(rank["low"]), order
-    max_active = int(redis.Redis.from_url(redis_url).get(f"{redis_prefix}:max_active") or 0)
-    assert 1 <= max_active <= PROBE_LIMIT, f"{max_active} probes ran at once; the deployment allows {PROBE_LIMIT}"
+    assert order == ["critical"] * RATE + ["low"] * RATE, order
 
-    # The queue rate limit: RATE starts per minute per queue. RATE + 1 runs on one queue: the last one must
-    # wait for a slot to decay (60 / RATE s), however free the workers are.
-    more = [("high", {**params, "hold_s": 0.0, "label": f"high-{i}"}) for i in range(RATE + 1)]
+    # Limits across workers: two workers (4 slots together) against a deployment limited to 2 at once, and
+    # the queue rate limit of RATE starts per minute: of RATE + 1 runs on one queue the last must wait for a
+    # slot to decay (60 / RATE s), however free the workers are.
+    for worker in stack.workers:
+        stop_process_group(worker)
+    stack.workers = []
+    stack.ensure_workers(2)
     prefix_high = f"{redis_prefix}:high"
-    more = [(q, {**p, "prefix": prefix_high}) for q, p in more]
+    more = [("high", {**params, "prefix": prefix_high, "hold_s": 3.0, "label": f"high-{i}"}) for i in range(RATE + 1)]
     ids = _run(_probe_runs(stack, more, [tag]))
     runs = _wait_final(ids, timeout=240)
     assert all(r.state is not None and r.state.is_completed() for r in runs)
+    max_active = int(redis.Redis.from_url(redis_url).get(f"{prefix_high}:max_active") or 0)
+    assert 1 <= max_active <= PROBE_LIMIT, f"{max_active} probes ran at once; the deployment allows {PROBE_LIMIT}"
     times = sorted(e["t"] for e in _events(redis_url, prefix_high, "starts"))
     assert times[-1] - times[0] >= 0.6 * 60 / RATE, f"{RATE + 1} starts within {times[-1] - times[0]:.1f} s"
 
