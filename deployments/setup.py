@@ -241,8 +241,8 @@ def crash_automation(settings: Settings) -> AutomationCore:
 
     A run whose process dies (a worker killed with SIGTERM or SIGKILL, a machine lost) stays Running forever
     in Prefect 3 unless something notices. Every run of the pool emits `prefect.flow-run.heartbeat` every
-    `heartbeat_s`; this proactive trigger fires when a run that sent one sends neither another heartbeat
-    nor a terminal state event within `crash_after_s`. Only runs tagged `vibe` (every deployment in
+    `heartbeat_s`; this proactive trigger fires when a run that became Running or sent a heartbeat sends
+    neither another heartbeat nor a terminal state event within `crash_after_s`. Only runs tagged `vibe` (every deployment in
     `prefect.yaml` carries the tag) are watched, so other projects' runs on the same server, which may beat
     less often, are left alone. Crashed releases the run's deployment concurrency slot.
     """
@@ -263,7 +263,8 @@ def crash_automation(settings: Settings) -> AutomationCore:
             match_related=ResourceSpecification(
                 {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.vibe"}
             ),
-            after={"prefect.flow-run.heartbeat"},
+            # Running arms it too: a process killed before its first heartbeat reached the server is caught.
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={
                 "prefect.flow-run.heartbeat",
                 "prefect.flow-run.Completed",
