@@ -23,9 +23,9 @@ from vibe.errors import InputError
 _VERSION = 1
 
 
-def request_key(request: str, repo: Path, *, base_commit: str | None = None) -> str:
-    """A stable key for `request` on `repo` (and, when given, its base commit): 16 hex digits."""
-    material = "\0".join([request.strip(), str(Path(repo).resolve()), base_commit or ""])
+def request_key(request: str, repo: Path) -> str:
+    """A stable key for `request` on the repository at `repo`: 16 hex digits."""
+    material = "\0".join([request.strip(), str(Path(repo).resolve())])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
