@@ -242,9 +242,9 @@ def crash_automation(settings: Settings) -> AutomationCore:
     A run whose process dies (a worker killed with SIGTERM or SIGKILL, a machine lost) stays Running forever
     in Prefect 3 unless something notices. Every run of the pool emits `prefect.flow-run.heartbeat` every
     `heartbeat_s`; this proactive trigger fires when a run that became Running or sent a heartbeat sends
-    neither another heartbeat nor a terminal state event within `crash_after_s`. Only runs tagged `vibe` (every deployment in
-    `prefect.yaml` carries the tag) are watched, so other projects' runs on the same server, which may beat
-    less often, are left alone. Crashed releases the run's deployment concurrency slot.
+    neither another heartbeat nor a terminal state event within `crash_after_s`. Only runs tagged `vibe`
+    (every deployment in `prefect.yaml` carries the tag) are watched, so other projects' runs on the same
+    server, which may beat less often, are left alone. Crashed releases the run's deployment concurrency slot.
     """
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
