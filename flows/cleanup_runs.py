@@ -69,7 +69,7 @@ async def cleanup_runs(
     Returns:
         The report: every run removed (or due, in a dry run) with its counts of artifacts and log lines.
     """
-    settings = Settings()
+    settings = Settings.load()
     own = {UUID(flow_run.id)} if flow_run.id else set()
     report = await purge_expired_runs(
         settings,

@@ -150,7 +150,7 @@ def feature_pipeline(
     Raises:
         InputError: the repository or a reply's edits are unusable (`UnsafeEditError` for a refused edit).
     """
-    settings = settings or Settings()
+    settings = settings or Settings.load()
     model = model or settings.model
     attempts_allowed = max_attempts or settings.max_attempts
     repo = Path(repo_path).expanduser().resolve()

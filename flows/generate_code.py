@@ -50,7 +50,7 @@ def generate_code(
         UnsafeEditError: the reply asked for an edit that is refused (nothing was written).
         BudgetExceededError: the prompt alone is over the run's budget.
     """
-    settings = settings or Settings()
+    settings = settings or Settings.load()
     model = model or settings.model
     repo = Path(repo_path).expanduser().resolve()
     if not repo.is_dir():

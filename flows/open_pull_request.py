@@ -24,7 +24,7 @@ def _load_settings() -> Settings:
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        return Settings.load()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -48,7 +48,7 @@ def reindex_repositories(
     Raises:
         InputError: at least one repository could not be indexed (the others were); the run ends Failed.
     """
-    settings = Settings()
+    settings = Settings.load()
     targets = list(repos or []) or _configured(settings)
     logger = get_run_logger()
     if not targets:

@@ -40,7 +40,7 @@ def run_tests(
         The test report; the run's artifacts hold the table of tests and a markdown summary.
     """
     # A deployed flow run is an entry point of its own: it reads its settings here, once.
-    settings = Settings()
+    settings = Settings.load()
     # Called from a synchronous flow, Prefect's sync/async helper returns the id itself.
     progress = cast(
         UUID, create_progress_artifact(progress=0.0, key="run-tests-progress", description="Preparing the workspace")

@@ -126,6 +126,18 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @classmethod
+    def load(cls) -> Settings:
+        """Read the environment, and scrub the secrets it holds from every later log line of this process.
+
+        Entry points (CLI commands, flows started by a worker) call this once; tests construct `Settings(...)`.
+        """
+        from vibe.redact import install_redaction
+
+        settings = cls()
+        install_redaction(settings.secret_values())
+        return settings
+
     def api_key(self, provider: str) -> SecretStr | None:
         """The API key configured for `provider`, or None."""
         keys: dict[str, SecretStr | None] = {

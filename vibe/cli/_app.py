@@ -38,15 +38,11 @@ def load_settings() -> Settings:
     """Build the one Settings object of this invocation from the environment; a bad value is a clear error."""
     from pydantic import ValidationError
 
-    from vibe.redact import install_redaction
-
     try:
-        settings = Settings()
+        return Settings.load()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         fail(f"invalid configuration: {problems}")
-    install_redaction(settings.secret_values())
-    return settings
 
 
 def tracked(settings: Settings) -> bool:
