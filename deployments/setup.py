@@ -289,6 +289,11 @@ def crash_automation(settings: Settings) -> AutomationCore:
 def _comparable(automation: Any) -> dict[str, Any]:
     data: dict[str, Any] = automation.model_dump(mode="json", include={"description", "enabled", "trigger", "actions"})
     data["trigger"].pop("id", None)
+    # `after`, `expect` and `for_each` are sets: their JSON order follows string hashing, which differs
+    # between processes, so compare them sorted or a second `vibe setup` would see a change that is not one.
+    for name in ("after", "expect", "for_each"):
+        if isinstance(data["trigger"].get(name), list):
+            data["trigger"][name] = sorted(data["trigger"][name])
     return data
 
 
