@@ -72,14 +72,11 @@ def only_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -
 )
 def index_repo_task(repo: Path, store_dir: Path | None = None) -> dict[str, Any]:
     """Bring the repository's index up to date (incremental: only changed files are read)."""
-    from dataclasses import asdict, is_dataclass
+    from dataclasses import asdict
 
     from tasks.indexing import index_repository
 
-    stats = index_repository(repo, full=False, store_dir=store_dir)
-    if is_dataclass(stats) and not isinstance(stats, type):
-        return asdict(stats)
-    return dict(vars(stats))
+    return asdict(index_repository(repo, full=False, store_dir=store_dir))
 
 
 @task(
