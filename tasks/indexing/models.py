@@ -128,3 +128,30 @@ class FileAnalysis:
     signatures: tuple[str, ...] = ()
     refs: tuple[tuple[str, int], ...] = ()
     problem: str | None = None
+
+    def to_wire(self) -> WireAnalysis:
+        """The analysis as plain tuples, for the pipe from a worker process.
+
+        Pickling dataclasses and named tuples calls Python code per object; plain tuples pickle in C, which
+        halves the cost of moving a large repository's analyses between processes.
+        """
+        return (
+            self.path, self.status, self.blob, self.lang, tuple(map(tuple, self.chunks)),
+            tuple(map(tuple, self.defs)), self.signatures, self.refs, self.problem,
+        )
+
+    @classmethod
+    def from_wire(cls, wire: WireAnalysis) -> FileAnalysis:
+        """The analysis `to_wire` flattened."""
+        path, status, blob, lang, chunks, defs, signatures, refs, problem = wire
+        return cls(
+            path, status, blob, lang, tuple(map(Chunk._make, chunks)), tuple(map(Definition._make, defs)),
+            signatures, refs, problem,
+        )
+
+
+# What `FileAnalysis.to_wire` returns: its fields in order, chunks and definitions as plain tuples.
+WireAnalysis = tuple[
+    str, str, str, str | None, tuple[tuple[Any, ...], ...], tuple[tuple[Any, ...], ...], tuple[str, ...],
+    tuple[tuple[str, int], ...], str | None,
+]

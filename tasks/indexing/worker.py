@@ -55,7 +55,7 @@ def serve() -> None:
         if jobs is None:
             return
         assert isinstance(jobs, list)
-        _send(stdout, [analyze(job) for job in jobs])
+        _send(stdout, [analyze(job).to_wire() for job in jobs])
 
 
 class _Worker(threading.Thread):
@@ -105,7 +105,7 @@ class _Worker(threading.Thread):
         except OSError:
             answer = None
         if isinstance(answer, list):
-            return answer
+            return [FileAnalysis.from_wire(wire) for wire in answer]
         # The worker died on this batch (a parser crash): report its files and retry them on the next run.
         self.process.kill()
         self.process.wait()
