@@ -173,8 +173,6 @@ def index_repository(
                 # A file that stays unreadable is retried every run but is no change.
                 changed += sum(1 for r in batch if not (r.status == "unreadable" == stored.get(r.path, ("", ""))[1]))
                 problems.extend(r.problem for r in batch if r.problem)
-            if len(jobs) > _BATCH_FILES:
-                store.optimize()
             counts = store.counts()
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be used ({exc}): delete it and run `vibe index` again") from exc

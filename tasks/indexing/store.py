@@ -331,10 +331,6 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
 
-    def optimize(self) -> None:
-        """Merge the full-text index's segments after a large write (faster queries)."""
-        self._db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")
-
     # --- reading -----------------------------------------------------------------------------------
 
     def generation(self) -> int:

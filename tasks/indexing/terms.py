@@ -54,13 +54,19 @@ def _parts(identifier: str) -> tuple[str, ...]:
 
 def names_and_parts(names: list[str]) -> str:
     """Definition names with their words, for the `defs` column (the definition boost)."""
-    out: list[str] = []
-    for name in names:
-        out.append(name)
+    return " ".join(map(_NAME_TERMS.__getitem__, names))
+
+
+class _NameTerms(dict[str, str]):
+    """Definition name -> the name and, for a compound, its words (shared by every file a process analyses)."""
+
+    def __missing__(self, name: str) -> str:
         words = split_identifier(name)
-        if len(words) > 1:
-            out.extend(words)
-    return " ".join(out)
+        terms = self[name] = " ".join([name, *words]) if len(words) > 1 else name
+        return terms
+
+
+_NAME_TERMS = _NameTerms()
 
 
 def query_identifiers(query: str) -> list[str]:
