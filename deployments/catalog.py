@@ -7,7 +7,8 @@ references, and the deployment of each kind of run.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Final, Literal
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -67,7 +68,46 @@ def prefect_llm_limiter(provider: str) -> AbstractAsyncContextManager[object]:
 
     Strict: a limit that does not exist (no `vibe setup` on this server) fails the call with a clear error
     instead of limiting nothing.
-    """
-    from prefect.concurrency.asyncio import concurrency
 
-    return concurrency(llm_limit_name(provider), occupy=1, strict=True)
+    Raises (on entering):
+        ConfigError: the limit does not exist on this Prefect server; the message says to run `vibe setup`.
+        OrchestrationError: the Prefect API refused or failed the acquisition.
+    """
+    return _llm_slot(llm_limit_name(provider))
+
+
+@asynccontextmanager
+async def _llm_slot(name: str) -> AsyncIterator[object]:
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
+
+    from vibe.errors import ConfigError, OrchestrationError
+
+    async with AsyncExitStack() as stack:
+        # Only the acquisition is translated: an error of the provider call itself passes through untouched.
+        try:
+            await stack.enter_async_context(concurrency(name, occupy=1, strict=True))
+        except ConcurrencySlotAcquisitionError as exc:
+            if await _limit_missing(name):
+                raise ConfigError(
+                    f"the Prefect global concurrency limit {name!r} does not exist on this server, so LLM calls "
+                    f"cannot be limited across workers: run `vibe setup` against this server (it creates the "
+                    f"limit with VIBE_LLM_CONCURRENCY_PER_PROVIDER slots), then re-run"
+                ) from exc
+            raise OrchestrationError(f"could not take a slot of the concurrency limit {name!r}: {exc}") from exc
+        yield None
+
+
+async def _limit_missing(name: str) -> bool:
+    """True when the server says `name` does not exist; False when it exists or the API cannot tell."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return True
+        except httpx.HTTPError:
+            return False
+    return False

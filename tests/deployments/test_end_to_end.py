@@ -1,10 +1,12 @@
 """End to end: a real Prefect server (PostgreSQL when it answers, else SQLite), `vibe setup` twice,
 `prefect deploy --all`, real process workers, runs submitted every way, priorities and limits under
-contention, retention, and crash detection of a killed worker's run.
+contention, retention, crash detection of a killed worker's run, and the per-provider LLM limit held by
+deployed `generate` runs against the fake LLM server (and a run failing when that limit is missing).
 
 Timings are shortened only where the product has a knob for it: heartbeats every 30 s (Prefect's minimum),
 crash after 40 s of silence, a deployment waiting for a concurrency slot re-checks every second, workers
-poll every second, and queues admit 2 runs per minute so the rate limit shows with a handful of runs.
+poll every second, and queues admit 2 runs per minute so the rate limit shows with a handful of runs. The
+LLM limit is set to 1 and the fake LLM server holds the first request until every run waits for the limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +29,7 @@ import redis
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -33,6 +37,9 @@ from deployments import catalog
 from deployments.localstack import LocalPrefect, stop_process_group
 from deployments.status import run_status
 from deployments.submit import submit_run
+from tests.demo_script import FIRST_REPLY
+from tests.fakes.llm_server import FakeLLMServer
+from vibe.demo import REQUEST, SAMPLE_REPO
 from vibe.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -41,6 +48,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RATE = 2  # runs per minute per queue in this test
 CRASH_AFTER_S = 40
 PROBE_LIMIT = 2
+LLM_LIMIT = 1  # concurrent calls to the provider across every worker
+LLM_RUNS = 2  # one per worker
+LLM_MODEL = "anthropic:claude-haiku-4-5"
 
 
 @dataclass
@@ -54,9 +64,13 @@ class Stack:
     def env(self) -> dict[str, str]:
         return self.prefect.client_env()
 
-    def vibe(self, *args: str) -> dict[str, Any]:
+    def vibe(self, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-m", "vibe", *args], cwd=ROOT, env=self.env(), capture_output=True, text=True
+            [sys.executable, "-m", "vibe", *args],
+            cwd=ROOT,
+            env=self.prefect.client_env(env),
+            capture_output=True,
+            text=True,
         )
         assert out.returncode == 0, f"vibe {' '.join(args)} failed: {out.stderr}"
         result: dict[str, Any] = json.loads(out.stdout)
@@ -65,9 +79,7 @@ class Stack:
     def ensure_workers(self, count: int = 2) -> None:
         self.workers = [w for w in self.workers if w.poll() is None]
         while len(self.workers) < count:
-            self.workers.append(
-                self.prefect.start_worker("vibe", name=f"w{uuid.uuid4().hex[:6]}", limit=2, cwd=ROOT)
-            )
+            self.workers.append(self.prefect.start_worker("vibe", name=f"w{uuid.uuid4().hex[:6]}", limit=2, cwd=ROOT))
 
 
 def _deploy_file(tmp: Path) -> tuple[Path, list[str]]:
@@ -100,9 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     server_env = {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
     with LocalPrefect(home, server_env=server_env, env=env) as prefect:
-        settings = Settings(
-            prefect_api_url=prefect.api_url, crash_after_s=CRASH_AFTER_S, queue_rate_per_minute=RATE
-        )
+        settings = Settings(prefect_api_url=prefect.api_url, crash_after_s=CRASH_AFTER_S, queue_rate_per_minute=RATE)
         stack = Stack(prefect=prefect, settings=settings, setup_outputs=[], deployed=[])
         stack.setup_outputs = [stack.vibe("setup", "--json"), stack.vibe("setup", "--json")]
         deploy_file, names = _deploy_file(home)
@@ -325,3 +335,150 @@ def test_a_killed_workers_run_is_marked_crashed_and_frees_its_slot(
             return deployment.global_concurrency_limit.active_slots
 
     assert _run(probe_slots()) == 0, "the crashed run still holds its deployment concurrency slot"
+
+
+@dataclass
+class LLMStack:
+    server: FakeLLMServer
+    key: str
+    worker_logs: list[Path]
+    setup_env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def llm_stack(stack: Stack) -> Iterator[LLMStack]:
+    """The fake LLM server, configured the way an operator configures a real provider.
+
+    The API key goes into its Secret block and the limit is set by `vibe setup` (so the key reaches each flow-run
+    process through the `export_secrets` pull step, never through a deployment); the endpoint is part of the
+    workers' own environment. Two workers taking one run each, so the limit must hold across workers.
+    """
+    key = f"sk-ant-e2e-{uuid.uuid4().hex}"
+    setup_env = {"ANTHROPIC_API_KEY": key, "VIBE_LLM_CONCURRENCY_PER_PROVIDER": str(LLM_LIMIT)}
+    with FakeLLMServer(responder=lambda body: FIRST_REPLY, delay_s=1.0) as server:
+        changed = stack.vibe("setup", "--json", env=setup_env)["changed"]
+        assert any(catalog.llm_limit_name("anthropic") in line for line in changed), changed
+        for worker in stack.workers:
+            stop_process_group(worker)
+        stack.workers = []
+        names = [f"llm-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+        for name in names:
+            worker_env = {"ANTHROPIC_BASE_URL": server.anthropic_base_url}
+            stack.workers.append(stack.prefect.start_worker("vibe", name=name, limit=1, cwd=ROOT, extra_env=worker_env))
+        yield LLMStack(server, key, [stack.prefect.home / f"{name}.log" for name in names], setup_env)
+        for worker in stack.workers:
+            stop_process_group(worker)
+        stack.workers = []
+
+
+def _sample_repo(path: Path) -> Path:
+    shutil.copytree(SAMPLE_REPO, path)
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "initial"]):
+        subprocess.run(
+            ["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", *command], cwd=path, check=True
+        )
+    return path
+
+
+async def _asking(run_ids: list[uuid.UUID]) -> tuple[set[uuid.UUID], list[FlowRun]]:
+    """The flow runs whose `ask-model` task is running now, and all the flow runs."""
+    async with get_client() as client:
+        task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)))
+        flow_runs = [await client.read_flow_run(r) for r in run_ids]
+    asking = {
+        t.flow_run_id
+        for t in task_runs
+        if t.flow_run_id is not None and t.name.startswith("ask-model") and t.state is not None and t.state.is_running()
+    }
+    return asking, flow_runs
+
+
+async def _llm_limit() -> Any:
+    async with get_client() as client:
+        return await client.read_global_concurrency_limit_by_name(catalog.llm_limit_name("anthropic"))
+
+
+async def _run_logs(run_ids: list[uuid.UUID]) -> str:
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
+    return "\n".join(log.message for log in logs)
+
+
+def test_deployed_llm_calls_never_exceed_the_providers_limit_across_workers(
+    stack: Stack, llm_stack: LLMStack, tmp_path: Path
+) -> None:
+    llm = llm_stack.server
+    llm.reset()
+    # The first request to arrive waits at the fake provider until every run is inside its LLM call, so the
+    # others are certainly waiting for the limit while it holds the only slot.
+    llm.close_gate()
+    queues = ["critical", "high"]  # one run per queue: the test's queue rate limit is 2 per minute
+    ids = [
+        submit_run(
+            stack.settings,
+            "generate",
+            {
+                "request": f"{REQUEST} (run {i})",
+                "repo_path": str(_sample_repo(tmp_path / f"repo-{i}")),
+                "model": LLM_MODEL,
+            },
+            priority=queues[i % len(queues)],
+        )
+        for i in range(LLM_RUNS)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            asking, runs = _run(_asking(ids))
+            finished = [(str(r.id), r.state.name) for r in runs if r.state is not None and r.state.is_final()]
+            assert not finished, f"runs finished while the provider held every request: {finished}"
+            if len(asking) == LLM_RUNS and llm.in_flight >= 1:
+                break
+            assert time.monotonic() < deadline, f"{len(asking)} of {LLM_RUNS} runs reached their LLM call"
+            time.sleep(0.5)
+        assert llm.in_flight == LLM_LIMIT, f"{llm.in_flight} LLM calls in flight; the limit is {LLM_LIMIT}"
+        assert _run(_llm_limit()).active_slots == LLM_LIMIT
+    finally:
+        llm.open_gate()
+
+    runs = _wait_final(ids, timeout=120)
+    assert [r.state.type.value for r in runs if r.state] == ["COMPLETED"] * LLM_RUNS
+    assert llm.calls("anthropic") == LLM_RUNS
+    assert llm.max_in_flight == LLM_LIMIT, f"{llm.max_in_flight} LLM calls at once; the limit is {LLM_LIMIT}"
+    assert _run(_llm_limit()).active_slots == 0, "a finished LLM call still holds its slot"
+    # The key came from the Secret block, and it is in no log: not the runs' in Prefect, not the workers' output.
+    credentials = {r.headers.get("x-api-key") or r.headers.get("authorization", "") for r in llm.requests}
+    assert credentials == {f"Bearer {llm_stack.key}"}, "the calls did not carry the key of the Secret block"
+    assert llm_stack.key not in _run(_run_logs(ids))
+    for log in llm_stack.worker_logs:
+        assert llm_stack.key not in log.read_text(errors="replace"), f"the API key is in {log.name}"
+
+
+def test_a_deployed_llm_call_fails_clearly_when_the_providers_limit_is_missing(
+    stack: Stack, llm_stack: LLMStack, tmp_path: Path
+) -> None:
+    async def delete_limit() -> None:
+        async with get_client() as client:
+            await client.delete_global_concurrency_limit_by_name(catalog.llm_limit_name("anthropic"))
+
+    llm = llm_stack.server
+    llm.reset()
+    _run(delete_limit())
+    try:
+        run_id = submit_run(
+            stack.settings,
+            "generate",
+            {"request": REQUEST, "repo_path": str(_sample_repo(tmp_path / "repo")), "model": LLM_MODEL},
+            priority="low",
+        )
+        (run,) = _wait_final([run_id], timeout=120)
+    finally:
+        # `vibe setup` repairs the server.
+        changed = stack.vibe("setup", "--json", env=llm_stack.setup_env)["changed"]
+    assert run.state is not None
+    assert run.state.is_failed(), run.state
+    message = run.state.message or ""
+    assert catalog.llm_limit_name("anthropic") in message, message
+    assert "vibe setup" in message, message
+    assert llm.calls() == 0, "the run called the provider without a limit"
+    assert any(catalog.llm_limit_name("anthropic") in line and "created" in line for line in changed), changed

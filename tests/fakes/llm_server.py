@@ -23,6 +23,10 @@ Behaviours, one per request, taken from the queue in order:
 - `raw(code, body, content_type=...)`: exactly that reply (an HTML page from a proxy, a body missing fields).
 When the queue is empty the `responder(body) -> str` computes the reply text from the request's JSON body
 (`prompt_of(body)` and `system_of(body)` read it in either protocol).
+
+Concurrency, for tests of limits across processes: `FakeLLMServer(delay_s=1.5)` answers every completion
+request after that long; `close_gate()` makes completion requests wait until `open_gate()`; `in_flight` is the
+number of completion requests being handled now and `max_in_flight` the highest number seen at once.
 """
 
 from __future__ import annotations
@@ -180,6 +184,8 @@ class _State:
     queue: deque[Behaviour] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class FakeLLMServer:
@@ -187,12 +193,16 @@ class FakeLLMServer:
 
     Args:
         responder: computes the reply text from a request's JSON body when no queued behaviour is left.
+        delay_s: how long every completion request is held before it is answered (0: at once).
     """
 
-    def __init__(self, responder: Responder | None = None) -> None:
+    def __init__(self, responder: Responder | None = None, *, delay_s: float = 0.0) -> None:
         self.responder: Responder = responder or echo_responder
+        self.delay_s = delay_s
         self._state = _State()
         self._stopping = threading.Event()
+        self._gate = threading.Event()
+        self._gate.set()
         self._ids = itertools.count(1)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -271,10 +281,31 @@ class FakeLLMServer:
         return sum(1 for r in self.requests if r.protocol is not None and protocol in (None, r.protocol))
 
     def reset(self) -> None:
-        """Forget recorded requests and queued behaviours."""
+        """Forget recorded requests, queued behaviours and the highest concurrency seen."""
         with self._state.lock:
             self._state.queue.clear()
             self._state.requests.clear()
+            self._state.max_in_flight = self._state.in_flight
+
+    def close_gate(self) -> None:
+        """Hold every completion request (counted in `in_flight`) until `open_gate()` or `stop()`."""
+        self._gate.clear()
+
+    def open_gate(self) -> None:
+        """Let held and later completion requests through."""
+        self._gate.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Completion requests received and not yet answered."""
+        with self._state.lock:
+            return self._state.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most completion requests that were being handled at the same moment."""
+        with self._state.lock:
+            return self._state.max_in_flight
 
     # --- used by the handler -------------------------------------------------------------------------
     def _record(self, request: RecordedRequest) -> Behaviour | None:
@@ -284,6 +315,22 @@ class FakeLLMServer:
 
     def _next_id(self) -> int:
         return next(self._ids)
+
+    def _enter(self) -> None:
+        with self._state.lock:
+            self._state.in_flight += 1
+            self._state.max_in_flight = max(self._state.max_in_flight, self._state.in_flight)
+
+    def _leave(self) -> None:
+        with self._state.lock:
+            self._state.in_flight -= 1
+
+    def _hold(self) -> bool:
+        """Wait at the gate, then `delay_s`; False when the server stops meanwhile."""
+        while not self._gate.wait(0.05):
+            if self._stopping.is_set():
+                return False
+        return not (self.delay_s > 0 and self._stopping.wait(self.delay_s))
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -329,7 +376,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._send_error(protocol, 400, "request body is not a JSON object", request)
             return
-        behaviour = behaviour or ok()
+        self.fake._enter()
+        try:
+            if self.fake._hold():
+                self._answer(protocol, body, request, behaviour or ok())
+        finally:
+            self.fake._leave()
+
+    def _answer(self, protocol: Protocol, body: dict[str, Any], request: RecordedRequest, behaviour: Behaviour) -> None:
         if behaviour.kind == "hang":
             if self.fake._stopping.wait(behaviour.seconds):
                 return
