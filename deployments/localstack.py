@@ -213,7 +213,41 @@ class LocalPrefect:
         command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", worker_name]
         if limit is not None:
             command += ["--limit", str(limit)]
-        log = (self.home / f"{worker_name}.log").open("wb")
+        return self._spawn_worker(command, worker_name, cwd=cwd, extra_env=extra_env)
+
+    def start_vibe_worker(
+        self,
+        pool: str,
+        *,
+        name: str | None = None,
+        limit: int | None = None,
+        grace_s: float | None = None,
+        queues: tuple[str, ...] = (),
+        cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start `vibe worker start --pool POOL` (stops cleanly on SIGTERM) in its own process group.
+
+        Its output goes to `<home>/<name>.log` (`worker_log(name)`).
+        """
+        worker_name = name or f"worker-{len(self._workers) + 1}"
+        command = [sys.executable, "-m", "vibe", "worker", "start", "--pool", pool, "--name", worker_name]
+        if limit is not None:
+            command += ["--limit", str(limit)]
+        if grace_s is not None:
+            command += ["--grace-s", str(grace_s)]
+        for queue in queues:
+            command += ["--queue", queue]
+        return self._spawn_worker(command, worker_name, cwd=cwd, extra_env=extra_env)
+
+    def worker_log(self, name: str) -> Path:
+        """The file a worker started here writes its output to."""
+        return self.home / f"{name}.log"
+
+    def _spawn_worker(
+        self, command: list[str], worker_name: str, *, cwd: Path | None, extra_env: dict[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        log = self.worker_log(worker_name).open("wb")
         self._logs.append(log)
         proc = subprocess.Popen(
             command,

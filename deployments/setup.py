@@ -271,6 +271,8 @@ def crash_automation(settings: Settings) -> AutomationCore:
                 "prefect.flow-run.Failed",
                 "prefect.flow-run.Cancelled",
                 "prefect.flow-run.Crashed",
+                # A run handed back by a stopping `vibe worker` waits for another worker without heartbeats.
+                "prefect.flow-run.AwaitingRetry",
             },
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # crash-detection automation marks a Running flow run Crashed.
     heartbeat_s: int = Field(30, ge=30)
     crash_after_s: int = Field(90, ge=31)
+    # `vibe worker start`: on SIGTERM/SIGINT, how long in-flight runs may go on before they are handed back
+    # to the pool, and how many runs one worker runs at once (None: no limit of its own).
+    worker_grace_s: float = Field(30.0, ge=0)
+    worker_limit: int | None = Field(None, ge=1)
 
     @field_validator("fallbacks", "pr_labels", "reindex_repos", mode="before")
     @classmethod
