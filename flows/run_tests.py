@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.testing.report import TestReport
+from tasks.testing.runner import runner_options
 from tasks.testing.task import publish_test_artifacts, run_test_suite_task
 from tasks.workspace import open_workspace
 from vibe.settings import Settings
@@ -50,12 +51,7 @@ def run_tests(
             workspace.apply_patch(patch)
         update_progress_artifact(progress, 20.0, description="Running the tests")
         report = run_test_suite_task(
-            workspace.path,
-            command=command,
-            timeout_s=timeout_s if timeout_s is not None else settings.test_timeout_s,
-            memory_mb=settings.test_memory_mb,
-            setup=setup,
-            env_cache_dir=settings.home / "envs",
+            workspace.path, command=command, setup=setup, **runner_options(settings, timeout_s)
         )
     update_progress_artifact(progress, 90.0, description="Publishing the results")
     publish_test_artifacts(report)

@@ -145,11 +145,9 @@ def apply_reply_task(root: Path, reply: str, max_file_bytes: int = DEFAULT_MAX_F
 )
 def run_tests_task(workspace: Path, settings: Settings, command: str | None = None) -> dict[str, Any]:
     """Run the workspace's test suite in the sandbox; the report as JSON plus its digest and markdown."""
-    from tasks.testing import run_test_suite
+    from tasks.testing import run_test_suite, runner_options
 
-    report = run_test_suite(
-        workspace, command=command, timeout_s=settings.test_timeout_s, memory_mb=settings.test_memory_mb
-    )
+    report = run_test_suite(workspace, command=command, **runner_options(settings))
     if TaskRunContext.get() is not None:
         from prefect.artifacts import create_table_artifact
 

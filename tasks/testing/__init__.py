@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from tasks.testing.detect import TestPlan, detect_runner, plan_tests
 from tasks.testing.report import TestCaseResult, TestReport
-from tasks.testing.runner import run_test_suite
+from tasks.testing.runner import RunnerOptions, run_test_suite, runner_options
 from tasks.testing.sandbox import Limits, bwrap_available
 
 __all__ = [
     "Limits",
+    "RunnerOptions",
     "TestCaseResult",
     "TestPlan",
     "TestReport",
@@ -27,4 +28,5 @@ __all__ = [
     "detect_runner",
     "plan_tests",
     "run_test_suite",
+    "runner_options",
 ]

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_runner, plan_tests, resolve_program
 from tasks.testing.junit import (
@@ -34,7 +35,10 @@ from tasks.testing.report import TestCaseResult, TestReport, trim_message
 from tasks.testing.sandbox import Limits, SandboxResult, run_sandboxed, sandbox_env
 from vibe.errors import InputError
 
-__all__ = ["environment_key", "run_test_suite"]
+if TYPE_CHECKING:
+    from vibe.settings import Settings
+
+__all__ = ["RunnerOptions", "environment_key", "run_test_suite", "runner_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +222,28 @@ def _summary(
     if not tests:
         return f"{'passed' if code == 0 else 'failed'}: exit code {code} (the runner reports no per-test results)"
     return report_counts
+
+
+class RunnerOptions(TypedDict):
+    """The keyword arguments of `run_test_suite` that come from the settings."""
+
+    timeout_s: float
+    memory_mb: int
+    env_cache_dir: Path
+
+
+def runner_options(settings: Settings, timeout_s: float | None = None) -> RunnerOptions:
+    """What every entry point (CLI, flow, pipeline) passes to `run_test_suite` from the settings.
+
+    Args:
+        settings: the loaded settings (`VIBE_TEST_TIMEOUT_S`, `VIBE_TEST_MEMORY_MB`, `VIBE_HOME`).
+        timeout_s: a per-run wall-clock limit that overrides `VIBE_TEST_TIMEOUT_S`.
+    """
+    return RunnerOptions(
+        timeout_s=timeout_s if timeout_s is not None else settings.test_timeout_s,
+        memory_mb=settings.test_memory_mb,
+        env_cache_dir=settings.home / "envs",
+    )
 
 
 def run_test_suite(

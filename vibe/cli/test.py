@@ -46,17 +46,12 @@ def run_test_command(
                 include_uncommitted=include_uncommitted,
             )  # fmt: skip
         else:
-            from tasks.testing import run_test_suite
+            from tasks.testing import run_test_suite, runner_options
             from tasks.workspace import open_workspace
 
             with open_workspace(path, ref, include_uncommitted=include_uncommitted) as workspace:
                 report = run_test_suite(
-                    workspace.path,
-                    command=command,
-                    timeout_s=timeout if timeout is not None else settings.test_timeout_s,
-                    memory_mb=settings.test_memory_mb,
-                    setup=setup,
-                    env_cache_dir=settings.home / "envs",
+                    workspace.path, command=command, setup=setup, **runner_options(settings, timeout)
                 )
     except VibeError as exc:
         fail(exc)
