@@ -49,7 +49,8 @@ RATE = 2  # runs per minute per queue in this test
 CRASH_AFTER_S = 40
 PROBE_LIMIT = 2
 LLM_LIMIT = 1  # concurrent calls to the provider across every worker
-LLM_RUNS = 2  # one per worker
+LLM_RUNS = 2  # Anthropic runs at once, besides one OpenAI run
+LLM_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 LLM_MODEL = "anthropic:claude-haiku-4-5"
 
 
@@ -340,21 +341,21 @@ def test_a_killed_workers_run_is_marked_crashed_and_frees_its_slot(
 @dataclass
 class LLMStack:
     server: FakeLLMServer
-    key: str
+    keys: dict[str, str]  # environment variable -> the key `vibe setup` put in its Secret block
     worker_logs: list[Path]
     setup_env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def llm_stack(stack: Stack) -> Iterator[LLMStack]:
-    """The fake LLM server, configured the way an operator configures a real provider.
+    """The fake LLM server, configured the way an operator configures real providers.
 
-    The API key goes into its Secret block and the limit is set by `vibe setup` (so the key reaches each flow-run
-    process through the `export_secrets` pull step, never through a deployment); the endpoint is part of the
-    workers' own environment. Two workers taking one run each, so the limit must hold across workers.
+    The API keys go into their Secret blocks and the limits are set by `vibe setup`, so the keys reach each
+    flow-run process through the `export_secrets` pull step, never through a deployment; the endpoints are part
+    of the workers' own environment. Two workers.
     """
-    key = f"sk-ant-e2e-{uuid.uuid4().hex}"
-    setup_env = {"ANTHROPIC_API_KEY": key, "VIBE_LLM_CONCURRENCY_PER_PROVIDER": str(LLM_LIMIT)}
+    keys = {name: f"sk-e2e-{name.split('_')[0].lower()}-{uuid.uuid4().hex}" for name in LLM_KEYS}
+    setup_env = {**keys, "VIBE_LLM_CONCURRENCY_PER_PROVIDER": str(LLM_LIMIT)}
     with FakeLLMServer(responder=lambda body: FIRST_REPLY, delay_s=1.0) as server:
         changed = stack.vibe("setup", "--json", env=setup_env)["changed"]
         assert any(catalog.llm_limit_name("anthropic") in line for line in changed), changed
@@ -362,10 +363,10 @@ def llm_stack(stack: Stack) -> Iterator[LLMStack]:
             stop_process_group(worker)
         stack.workers = []
         names = [f"llm-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+        worker_env = {"ANTHROPIC_BASE_URL": server.anthropic_base_url, "OPENAI_BASE_URL": server.openai_base_url}
         for name in names:
-            worker_env = {"ANTHROPIC_BASE_URL": server.anthropic_base_url}
-            stack.workers.append(stack.prefect.start_worker("vibe", name=name, limit=1, cwd=ROOT, extra_env=worker_env))
-        yield LLMStack(server, key, [stack.prefect.home / f"{name}.log" for name in names], setup_env)
+            stack.workers.append(stack.prefect.start_worker("vibe", name=name, limit=2, cwd=ROOT, extra_env=worker_env))
+        yield LLMStack(server, keys, [stack.prefect.home / f"{name}.log" for name in names], setup_env)
         for worker in stack.workers:
             stop_process_group(worker)
         stack.workers = []
@@ -393,9 +394,14 @@ async def _asking(run_ids: list[uuid.UUID]) -> tuple[set[uuid.UUID], list[FlowRu
     return asking, flow_runs
 
 
-async def _llm_limit() -> Any:
+async def _llm_limit(provider: str) -> Any:
     async with get_client() as client:
-        return await client.read_global_concurrency_limit_by_name(catalog.llm_limit_name("anthropic"))
+        return await client.read_global_concurrency_limit_by_name(catalog.llm_limit_name(provider))
+
+
+async def _delete_llm_limit(provider: str) -> None:
+    async with get_client() as client:
+        await client.delete_global_concurrency_limit_by_name(catalog.llm_limit_name(provider))
 
 
 async def _run_logs(run_ids: list[uuid.UUID]) -> str:
@@ -404,32 +410,29 @@ async def _run_logs(run_ids: list[uuid.UUID]) -> str:
     return "\n".join(log.message for log in logs)
 
 
-def test_deployed_llm_calls_never_exceed_the_providers_limit_across_workers(
+def test_deployed_llm_calls_keep_to_the_providers_limit_and_fail_clearly_without_one(
     stack: Stack, llm_stack: LLMStack, tmp_path: Path
 ) -> None:
     llm = llm_stack.server
     llm.reset()
-    # The first request to arrive waits at the fake provider until every run is inside its LLM call, so the
-    # others are certainly waiting for the limit while it holds the only slot.
+    # A server where OpenAI's limit is missing (as if `vibe setup` had never run): its run must fail, clearly,
+    # without calling OpenAI unlimited. It runs alongside the Anthropic runs, which keep to their limit.
+    _run(_delete_llm_limit("openai"))
+    # The first request to arrive waits at the fake provider until every Anthropic run is inside its LLM call,
+    # so the others are certainly waiting for the limit while it holds the only slot.
     llm.close_gate()
-    queues = ["critical", "high"]  # one run per queue: the test's queue rate limit is 2 per minute
-    ids = [
-        submit_run(
-            stack.settings,
-            "generate",
-            {
-                "request": f"{REQUEST} (run {i})",
-                "repo_path": str(_sample_repo(tmp_path / f"repo-{i}")),
-                "model": LLM_MODEL,
-            },
-            priority=queues[i % len(queues)],
-        )
-        for i in range(LLM_RUNS)
-    ]
+    runs_of = {f"anthropic-{i}": LLM_MODEL for i in range(LLM_RUNS)} | {"openai": "openai:gpt-5-mini"}
+    queues = ["critical", "high", "medium", "low"]  # one run per queue: the test's rate limit is 2 per minute
+    ids: dict[str, uuid.UUID] = {}
+    for i, (label, model) in enumerate(runs_of.items()):
+        repo = _sample_repo(tmp_path / f"repo-{label}")
+        parameters = {"request": f"{REQUEST} ({label})", "repo_path": str(repo), "model": model}
+        ids[label] = submit_run(stack.settings, "generate", parameters, priority=queues[i])
+    limited = [run_id for label, run_id in ids.items() if label != "openai"]
     try:
         deadline = time.monotonic() + 120
         while True:
-            asking, runs = _run(_asking(ids))
+            asking, runs = _run(_asking(limited))
             finished = [(str(r.id), r.state.name) for r in runs if r.state is not None and r.state.is_final()]
             assert not finished, f"runs finished while the provider held every request: {finished}"
             if len(asking) == LLM_RUNS and llm.in_flight >= 1:
@@ -437,48 +440,29 @@ def test_deployed_llm_calls_never_exceed_the_providers_limit_across_workers(
             assert time.monotonic() < deadline, f"{len(asking)} of {LLM_RUNS} runs reached their LLM call"
             time.sleep(0.5)
         assert llm.in_flight == LLM_LIMIT, f"{llm.in_flight} LLM calls in flight; the limit is {LLM_LIMIT}"
-        assert _run(_llm_limit()).active_slots == LLM_LIMIT
+        assert _run(_llm_limit("anthropic")).active_slots == LLM_LIMIT
     finally:
         llm.open_gate()
+    runs = _wait_final(limited, timeout=120)
+    (unlimited,) = _wait_final([ids["openai"]], timeout=120)
+    changed = stack.vibe("setup", "--json", env=llm_stack.setup_env)["changed"]  # repairs the server
 
-    runs = _wait_final(ids, timeout=120)
     assert [r.state.type.value for r in runs if r.state] == ["COMPLETED"] * LLM_RUNS
     assert llm.calls("anthropic") == LLM_RUNS
     assert llm.max_in_flight == LLM_LIMIT, f"{llm.max_in_flight} LLM calls at once; the limit is {LLM_LIMIT}"
-    assert _run(_llm_limit()).active_slots == 0, "a finished LLM call still holds its slot"
-    # The key came from the Secret block, and it is in no log: not the runs' in Prefect, not the workers' output.
+    assert _run(_llm_limit("anthropic")).active_slots == 0, "a finished LLM call still holds its slot"
+
+    assert unlimited.state is not None
+    assert unlimited.state.is_failed(), unlimited.state
+    message = unlimited.state.message or ""
+    assert f"{catalog.llm_limit_name('openai')!r} does not exist" in message, message
+    assert "run `vibe setup`" in message, message
+    assert llm.calls("openai") == 0, "a run called OpenAI without its limit"
+    assert any(catalog.llm_limit_name("openai") in line and "created" in line for line in changed), changed
+
+    # The key came from the Secret block, and no key is in any log: not the runs' in Prefect, not the workers'.
     credentials = {r.headers.get("x-api-key") or r.headers.get("authorization", "") for r in llm.requests}
-    assert credentials == {f"Bearer {llm_stack.key}"}, "the calls did not carry the key of the Secret block"
-    assert llm_stack.key not in _run(_run_logs(ids))
-    for log in llm_stack.worker_logs:
-        assert llm_stack.key not in log.read_text(errors="replace"), f"the API key is in {log.name}"
-
-
-def test_a_deployed_llm_call_fails_clearly_when_the_providers_limit_is_missing(
-    stack: Stack, llm_stack: LLMStack, tmp_path: Path
-) -> None:
-    async def delete_limit() -> None:
-        async with get_client() as client:
-            await client.delete_global_concurrency_limit_by_name(catalog.llm_limit_name("anthropic"))
-
-    llm = llm_stack.server
-    llm.reset()
-    _run(delete_limit())
-    try:
-        run_id = submit_run(
-            stack.settings,
-            "generate",
-            {"request": REQUEST, "repo_path": str(_sample_repo(tmp_path / "repo")), "model": LLM_MODEL},
-            priority="low",
-        )
-        (run,) = _wait_final([run_id], timeout=120)
-    finally:
-        # `vibe setup` repairs the server.
-        changed = stack.vibe("setup", "--json", env=llm_stack.setup_env)["changed"]
-    assert run.state is not None
-    assert run.state.is_failed(), run.state
-    message = run.state.message or ""
-    assert catalog.llm_limit_name("anthropic") in message, message
-    assert "vibe setup" in message, message
-    assert llm.calls() == 0, "the run called the provider without a limit"
-    assert any(catalog.llm_limit_name("anthropic") in line and "created" in line for line in changed), changed
+    assert credentials == {f"Bearer {llm_stack.keys['ANTHROPIC_API_KEY']}"}
+    logs = [_run(_run_logs(list(ids.values())))] + [log.read_text(errors="replace") for log in llm_stack.worker_logs]
+    for key in llm_stack.keys.values():
+        assert all(key not in log for log in logs), "an API key is in the logs"
