@@ -15,11 +15,14 @@ A second signal during the grace period hands back at once.
 
 Why it is built this way (Prefect 3.9.1):
 
-- `prefect worker start` turns SIGTERM into SIGINT, and its teardown SIGTERMs every flow-run process with no
-  intent: the engine takes that for a crash or, depending on timing, dies before it can say so, and the run
-  stays Running until our heartbeat automation marks it Crashed. Prefect's own hand-back exists, but only in
-  `prefect flow-run execute` (`PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule`), a supervisor that a
-  worker does not use: setting that variable on a process worker changes nothing the worker does.
+- `prefect worker start` turns SIGTERM into SIGINT and its teardown stops every flow-run process without
+  telling the engine why; measured with 3.9.1, the worker exits within 2 s and the run stays Running until
+  our heartbeat automation marks it Crashed. Prefect's own hand-back exists, but only in
+  `prefect flow-run execute`: `PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule` is read by that
+  supervisor alone (`prefect/cli/flow_run.py`), and a process worker does not run it, so on a worker the
+  variable changes nothing. Making the pool's `command` that supervisor would cost a second Python process
+  per run, and it shares the worker's process group, so a Ctrl-C would reschedule every run at once instead
+  of letting it finish.
 - So this module reuses the pieces that supervisor is made of, in the worker: the Attempt Control Session
   (`ControlChannel.signal(run, "reschedule")`: the engine learns, before its SIGTERM, that the supervisor
   owns the run's next state, so it unwinds - releasing its concurrency slots - and exits 0 without proposing
@@ -300,6 +303,8 @@ class DrainingProcessWorker(ProcessWorker):
         return outcome
 
     def _record(self, attempt: _Attempt) -> None:
+        if attempt.flow_run_id in self._report.failed:
+            return  # already given up on (hand-back timeout)
         if attempt.outcome is _Outcome.HANDED_BACK:
             self._report.handed_back.append(attempt.flow_run_id)
         elif attempt.outcome is _Outcome.FAILED:
