@@ -122,7 +122,7 @@ class ShutdownReport:
 
         parts = [f"finished {runs(len(self.finished))}", f"handed back {len(self.handed_back)}"]
         if self.failed:
-            parts.append(f"could not hand back {len(self.failed)} (reported Crashed)")
+            parts.append(f"could not hand back {len(self.failed)} (stopped: they end Crashed)")
         return ", ".join(parts)
 
 
