@@ -49,7 +49,7 @@ def setup_command(as_json: AsJson = False) -> None:
     lines += [f"  changed: {line}" for line in report.changed]
     lines.append(f"{len(report.changed)} changed, {len(report.unchanged)} already up to date")
     if report.changed:
-        lines.append("next: `prefect deploy --all` in the project folder, then `prefect worker start --pool vibe`")
+        lines.append("next: `prefect deploy --all` in the project folder, then `vibe worker start --pool vibe`")
     payload = {"api_url": report.api_url, "changed": report.changed, "unchanged": report.unchanged}
     emit(payload, as_json=as_json, human="\n".join(lines))
 
