@@ -67,11 +67,13 @@ def prefect_llm_limiter(provider: str) -> AbstractAsyncContextManager[object]:
     """A `ProviderManager(limiter=...)` that holds a slot of `llm_limit_name(provider)` around each call.
 
     Strict: a limit that does not exist (no `vibe setup` on this server) fails the call with a clear error
-    instead of limiting nothing.
+    instead of limiting nothing. The slot is leased (300 s, renewed while the call runs), so a process that dies
+    mid-call gives its slot back when the lease runs out.
 
-    Raises (on entering):
-        ConfigError: the limit does not exist on this Prefect server; the message says to run `vibe setup`.
-        OrchestrationError: the Prefect API refused or failed the acquisition.
+    Raises:
+        ConfigError: on entering, when the limit does not exist on this Prefect server (the message says to run
+            `vibe setup`); nothing has been sent to the provider.
+        OrchestrationError: on entering, when the Prefect API refused or failed the acquisition.
     """
     return _llm_slot(llm_limit_name(provider))
 
