@@ -2,9 +2,16 @@
 
 A trivial pipeline (one completion from the replay provider, no network) goes through two designs:
 
-1. `process_worker`: the deployed flow `bench_pipeline` on the `vibe` pool, run by `prefect worker start`
-   (one Python process per flow run): per-run overhead measured one run at a time (creation -> Completed,
-   minus the flow's own time), then the sustained rate of a batch, and the peak memory of a run process.
+1. `process_worker`: the deployed flow `bench_pipeline` on the `vibe` pool, run by `prefect worker start`,
+   once per launch mode (`--launch`):
+   - `supervisor`: Prefect 3.9's default when the job sets no `command`: a workspace supervisor process runs
+     the pull steps, then replaces itself with a fresh `python -m prefect.engine`, so every run starts
+     Python (and imports Prefect) twice;
+   - `engine`: the job variable `command` is `<this interpreter> -m prefect.engine`: the engine runs the
+     pull steps and the flow in one process.
+   For each: per-run overhead measured one run at a time (creation -> Completed minus the flow's own time,
+   and the medians of Pending -> Running and Running -> Completed), then the sustained rate of a batch, and
+   the peak memory of a run process.
 2. `background_tasks`: the same step as a Prefect background task, submitted with `Task.delay` and run by
    a long-lived task worker (`prefect.task_worker.serve`): the sustained rate of a batch, then the rate of
    a batch admitted through the queue's real rate limit (`vibe-queue-<queue>`, default 100 per minute)
@@ -13,7 +20,8 @@ A trivial pipeline (one completion from the replay provider, no network) goes th
 The server runs on PostgreSQL at 127.0.0.1:5432 when it answers (a private database, dropped at the end),
 else SQLite. Prints one JSON object.
 
-    uv run python benchmarks/throughput.py [--runs 20] [--tasks 200] [--workers 2] [--limited-tasks 150]
+    uv run python benchmarks/throughput.py [--runs 20] [--tasks 200] [--workers 2] [--limited-tasks 170]
+        [--launch supervisor engine] [--overhead-samples 3]
 """
 
 from __future__ import annotations
@@ -54,16 +62,24 @@ def _write_cassette(path: Path) -> None:
     Cassette(path).put(request(), MODEL, CompletionResponse(text=answer, provider="replay", model=MODEL, usage=Usage()))
 
 
+# Launch mode -> the job variables of its deployment (`bench_pipeline/bench-<mode>`).
+LAUNCHES: dict[str, dict[str, Any]] = {
+    "supervisor": {},
+    "engine": {"command": f"{sys.executable} -m prefect.engine"},
+}
+
+
 def _deploy(stack: LocalPrefect, home: Path) -> None:
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     config["deployments"] = [
         {
-            "name": "bench",
+            "name": f"bench-{launch}",
             "entrypoint": "benchmarks/bench_pipeline.py:bench_pipeline",
             "tags": ["vibe"],
             "concurrency_limit": 1000,
-            "work_pool": {"name": "vibe", "work_queue_name": "medium"},
+            "work_pool": {"name": "vibe", "work_queue_name": "medium", "job_variables": job_variables},
         }
+        for launch, job_variables in LAUNCHES.items()
     ]
     path = home / "prefect.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -73,11 +89,11 @@ def _deploy(stack: LocalPrefect, home: Path) -> None:
     )  # fmt: skip
 
 
-async def _create_runs(count: int) -> tuple[list[uuid.UUID], float]:
+async def _create_runs(count: int, launch: str) -> tuple[list[uuid.UUID], float]:
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name("bench_pipeline/bench")
+        deployment = await client.read_deployment_by_name(f"bench_pipeline/bench-{launch}")
         started = time.time()
         ids = [
             (await client.create_flow_run_from_deployment(deployment.id, parameters={"label": str(i)})).id
@@ -119,23 +135,39 @@ def _engine_rss_mb() -> dict[int, float]:
     return sizes
 
 
-def _process_worker(stack: LocalPrefect, runs: int, workers: int, overhead_samples: int) -> dict[str, Any]:
-    for i in range(workers):
-        stack.start_worker("vibe", name=f"bench-{i}", cwd=ROOT)
-    # Warm-up: the first run pays for imports the page cache has not seen yet.
-    asyncio.run(_wait(asyncio.run(_create_runs(1))[0], 300))
+async def _state_gaps(run_id: uuid.UUID) -> tuple[float, float]:
+    """Seconds from the run's first Pending to Running, and from Running to Completed."""
+    from prefect.client.orchestration import get_client
 
-    overheads, own = [], []
+    async with get_client() as client:
+        states = await client.read_flow_run_states(run_id)
+    first: dict[str, Any] = {}
+    for state in sorted(states, key=lambda s: s.timestamp):
+        first.setdefault(state.name, state.timestamp)
+    return (
+        (first["Running"] - first["Pending"]).total_seconds(),
+        (first["Completed"] - first["Running"]).total_seconds(),
+    )
+
+
+def _process_worker(runs: int, overhead_samples: int, launch: str) -> dict[str, Any]:
+    # Warm-up: the first run pays for imports the page cache has not seen yet.
+    asyncio.run(_wait(asyncio.run(_create_runs(1, launch))[0], 300))
+
+    overheads, own, to_running, to_completed = [], [], [], []
     for _ in range(overhead_samples):
-        ids, _started = asyncio.run(_create_runs(1))
+        ids, _started = asyncio.run(_create_runs(1, launch))
         (run,) = asyncio.run(_wait(ids, 300))
         total = (run.end_time - run.created).total_seconds()
         flow_time = (run.end_time - run.start_time).total_seconds()
         overheads.append(total - flow_time)
         own.append(flow_time)
+        pending_running, running_completed = asyncio.run(_state_gaps(run.id))
+        to_running.append(pending_running)
+        to_completed.append(running_completed)
 
     peak: dict[int, float] = {}
-    ids, started = asyncio.run(_create_runs(runs))
+    ids, started = asyncio.run(_create_runs(runs, launch))
     deadline = time.monotonic() + 900
     while True:
         for pid, mb in _engine_rss_mb().items():
@@ -150,12 +182,13 @@ def _process_worker(stack: LocalPrefect, runs: int, workers: int, overhead_sampl
     elapsed = max(r.end_time.timestamp() for r in finished) - started
     completed = sum(1 for r in finished if r.state.is_completed())
     return {
-        "workers": workers,
         "runs": runs,
         "completed": completed,
         "elapsed_s": round(elapsed, 2),
         "runs_per_minute": round(completed / elapsed * 60, 1),
         "per_run_overhead_s": round(statistics.median(overheads), 2),
+        "pending_to_running_s": round(statistics.median(to_running), 2),
+        "running_to_completed_s": round(statistics.median(to_completed), 2),
         "flow_own_time_s": round(statistics.median(own), 3),
         "run_process_peak_rss_mb": round(statistics.median(peak.values()), 1) if peak else None,
     }
@@ -212,6 +245,10 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200, help="background tasks without a rate limit")
     parser.add_argument("--limited-tasks", type=int, default=170, help="background tasks through the queue limit")
     parser.add_argument("--database", choices=("auto", "postgres", "sqlite"), default="auto")
+    parser.add_argument(
+        "--launch", nargs="+", choices=tuple(LAUNCHES), default=list(LAUNCHES),
+        help="how the worker starts a run's process (see the module docstring); each is measured in turn",
+    )  # fmt: skip
     args = parser.parse_args()
 
     # The machine may be shared: the load says how far the figures are from an idle machine's.
@@ -245,7 +282,11 @@ def main() -> None:
             # The engine's capacity is measured with the queue limits out of the way...
             asyncio.run(setup(settings.model_copy(update={"queue_rate_per_minute": 100_000})))
             _deploy(stack, home)
-            process = _process_worker(stack, args.runs, args.workers, args.overhead_samples)
+            for i in range(args.workers):
+                stack.start_worker("vibe", name=f"bench-{i}", cwd=ROOT)
+            process: dict[str, Any] = {"workers": args.workers}
+            for launch in args.launch:
+                process[launch] = _process_worker(args.runs, args.overhead_samples, launch)
             # ...and then the background tasks go through the real limit, 100 per minute per queue.
             asyncio.run(setup(settings))
             tasks = _background_tasks(

@@ -1,7 +1,7 @@
 """Pull steps of the deployments in `prefect.yaml`: they run in each flow-run process before the flow.
 
-A process worker starts every flow run as `python -m prefect.engine`, which runs the deployment's `pull`
-steps and then imports the flow's entrypoint. These steps make that process ready:
+A process worker starts every flow run in a Python process that runs the deployment's `pull` steps and
+then imports the flow's entrypoint (which process, below). These steps make that process ready:
 
 1. `enter_project` changes into the checkout this package was installed from, so the entrypoints
    (`flows/...py`) resolve on whichever machine runs the worker;
@@ -12,6 +12,16 @@ steps and then imports the flow's entrypoint. These steps make that process read
    schedule.
 
 Step inputs are logged un-templated by Prefect; outputs never contain a secret value.
+
+Which process runs them (Prefect 3.9.1, `prefect/workers/process.py`): when the job sets no `command`, a
+process worker starts a workspace supervisor (`prefect.runner._workspace_supervisor`) that runs these steps,
+flushes its logs, and then replaces itself with a fresh `python -m prefect.engine`, which imports Prefect
+and the flow all over again. That second start-up is the pause after the supervisor's last log line,
+`EventsWorker - Still processing items: 1 items remaining...`: the log flush (`APILogWorker.drain_all()`)
+drains every Prefect queue service, the events worker too, which still holds the
+`prefect.concurrency-limit.acquired` event of `admit_run`; sending it takes milliseconds, the warning is
+only a sign of that drain. With a job `command` (`<python> -m prefect.engine`), the engine runs the steps
+and then the flow in one process; `benchmarks/throughput.py` measures both.
 """
 
 from __future__ import annotations
