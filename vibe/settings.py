@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     budget_usd: float | None = Field(None, ge=0)
     budget_tokens: int | None = Field(None, ge=0)
+    # The largest model reply accepted; a longer one is refused before it is cached or journaled.
+    max_reply_bytes: int = Field(2_000_000, ge=1024)
 
     # --- code index --------------------------------------------------------------------------------
     # An embedding model makes `vibe search` hybrid (lexical candidates re-ranked by meaning); None: lexical.
@@ -97,6 +99,9 @@ class Settings(BaseSettings):
     # --- test runner -------------------------------------------------------------------------------
     test_timeout_s: float = Field(900.0, gt=0)
     test_memory_mb: int = Field(4096, ge=64)
+    # `required`: model-written code runs only under bubblewrap (refused without it); `unsafe`: the user opts in
+    # to running it without isolation (a warning on every run). The user's own tree (`vibe test`) may always run.
+    sandbox: str = Field("required", pattern="^(required|unsafe)$")
 
     # --- Prefect and operations --------------------------------------------------------------------
     prefect_api_url: str | None = Field(None, validation_alias=_alias("PREFECT_API_URL"))
