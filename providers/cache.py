@@ -6,7 +6,8 @@ Two backends behind one `LLMCache` protocol:
 - `EmbeddedCache` (a SQLite file under `settings.home`) when it is not: shared by the processes of one machine.
 
 Keys come from `providers.canonical.cache_key` (`<prefix>:llm:v1:<sha256>`), so they never contain an API key;
-values are the response JSON. Layout under the prefix:
+values are the response JSON, at most `max_entry_bytes` (`VIBE_MAX_REPLY_BYTES`): a larger entry is neither
+stored nor returned (the manager refuses such replies first; this is the second line). Layout under the prefix:
 
 ```
 <prefix>:llm:v1:<sha256>        the cached response (TTL = settings.cache_ttl_s)
@@ -120,7 +121,7 @@ class LLMCache(Protocol):
         ...
 
     async def put(self, key: str, response: CompletionResponse) -> None:
-        """Store `response` under `key` for the configured TTL."""
+        """Store `response` under `key` for the configured TTL; an entry over the size cap is not stored."""
         ...
 
     def lock(self, key: str, *, ttl_s: float) -> AbstractAsyncContextManager[bool]:
@@ -156,12 +157,19 @@ class LLMCache(Protocol):
 def open_cache(settings: Settings) -> RedisCache | EmbeddedCache:
     """The cache the settings ask for: Redis when `REDIS_URL` is set, else the embedded SQLite store."""
     if settings.redis_url:
-        return RedisCache(settings.redis_url, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s)
+        return RedisCache(
+            settings.redis_url,
+            prefix=settings.cache_prefix,
+            ttl_s=settings.cache_ttl_s,
+            max_entry_bytes=settings.max_reply_bytes,
+        )
     path = settings.home / "llm-cache.sqlite3"
     if path not in _announced:
         _announced.add(path)
         log.info("no REDIS_URL configured: the LLM cache is the embedded store %s (this machine only)", path)
-    return EmbeddedCache(path, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s)
+    return EmbeddedCache(
+        path, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s, max_entry_bytes=settings.max_reply_bytes
+    )
 
 
 def redact_url(url: str) -> str:
@@ -176,8 +184,12 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
-def _decode(raw: bytes | str | None, key: str) -> CompletionResponse | None:
+def _decode(raw: bytes | str | None, key: str, max_bytes: int | None) -> CompletionResponse | None:
     if raw is None:
+        return None
+    if max_bytes is not None and len(raw) > max_bytes:
+        # Written by an older version or another writer: never hand back more than the reply cap allows.
+        log.warning("ignoring an LLM cache entry %s of %d bytes, over the cap of %d", key, len(raw), max_bytes)
         return None
     try:
         return CompletionResponse.model_validate_json(raw)
@@ -185,6 +197,13 @@ def _decode(raw: bytes | str | None, key: str) -> CompletionResponse | None:
         # An entry written by an incompatible version: treat as a miss; the next put overwrites it.
         log.warning("ignoring an unreadable LLM cache entry %s", key)
         return None
+
+
+def _oversize(payload: bytes, key: str, max_bytes: int | None) -> bool:
+    if max_bytes is None or len(payload) <= max_bytes:
+        return False
+    log.warning("not caching %s: the entry is %d bytes, over the cap of %d", key, len(payload), max_bytes)
+    return True
 
 
 _Attempt = Literal["held", "ready", "busy"]
@@ -265,9 +284,18 @@ class RedisCache(_LockWaiter):
 
     backend = "redis"
 
-    def __init__(self, url: str, *, prefix: str, ttl_s: int, failure_backoff_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        ttl_s: int,
+        failure_backoff_s: float = 5.0,
+        max_entry_bytes: int | None = None,
+    ) -> None:
         self.location = redact_url(url)
         self.prefix = prefix
+        self._max_bytes = max_entry_bytes
         self._ttl_ms = int(ttl_s * 1000)
         self._hits_key = f"{prefix}:llm:stats:hits"
         self._misses_key = f"{prefix}:llm:stats:misses"
@@ -295,7 +323,7 @@ class RedisCache(_LockWaiter):
             raise CacheError(f"Redis at {self.location}: {type(exc).__name__}: {exc}") from exc
 
     async def get(self, key: str) -> CompletionResponse | None:
-        return _decode(await self._run(lambda: self._lookup(key)), key)
+        return _decode(await self._run(lambda: self._lookup(key)), key, self._max_bytes)
 
     async def _lookup(self, key: str) -> bytes | None:
         # EVALSHA directly (not redis-py's Script wrapper): the hit path is this one command, nothing more.
@@ -311,10 +339,12 @@ class RedisCache(_LockWaiter):
 
     async def peek(self, key: str) -> CompletionResponse | None:
         raw = await self._run(lambda: self._client.get(key))
-        return _decode(raw, key)
+        return _decode(raw, key, self._max_bytes)
 
     async def put(self, key: str, response: CompletionResponse) -> None:
-        payload = response.model_dump_json()
+        payload = response.model_dump_json().encode()
+        if _oversize(payload, key, self._max_bytes):
+            return
         await self._run(lambda: self._client.set(key, payload, px=self._ttl_ms))
 
     async def _try_lock(self, key: str, lock_key: str, token: str, ttl_s: float) -> _Attempt:
@@ -397,9 +427,10 @@ class EmbeddedCache(_LockWaiter):
 
     backend = "embedded"
 
-    def __init__(self, path: Path, *, prefix: str, ttl_s: int) -> None:
+    def __init__(self, path: Path, *, prefix: str, ttl_s: int, max_entry_bytes: int | None = None) -> None:
         self.location = str(path)
         self.prefix = prefix
+        self._max_bytes = max_entry_bytes
         self._ttl_s = ttl_s
         self._hits = f"{prefix}:llm:stats:hits"
         self._misses = f"{prefix}:llm:stats:misses"
@@ -442,13 +473,15 @@ class EmbeddedCache(_LockWaiter):
             )
             return value
 
-        return _decode(await self._run(lookup), key)
+        return _decode(await self._run(lookup), key, self._max_bytes)
 
     async def peek(self, key: str) -> CompletionResponse | None:
-        return _decode(await self._run(lambda db: self._read(db, key)), key)
+        return _decode(await self._run(lambda db: self._read(db, key)), key, self._max_bytes)
 
     async def put(self, key: str, response: CompletionResponse) -> None:
         payload = response.model_dump_json().encode()
+        if _oversize(payload, key, self._max_bytes):
+            return
 
         def store(db: sqlite3.Connection) -> None:
             now = time.time()

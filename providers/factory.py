@@ -108,7 +108,9 @@ def build_provider(spec: ModelSpec, settings: Settings, *, http_client: httpx2.A
     if mode == "replay":
         return ReplayProvider(_existing_cassette(spec, settings), spec.provider)
     if mode == "record":
-        return RecordingProvider(_real(spec, settings, http_client), _cassette(spec, settings))
+        return RecordingProvider(
+            _real(spec, settings, http_client), _cassette(spec, settings), max_reply_bytes=settings.max_reply_bytes
+        )
     if mode == "auto" and not _has_key(spec.provider, settings) and settings.cassette is not None:
         return ReplayProvider(_existing_cassette(spec, settings), spec.provider)
     return _real(spec, settings, http_client)

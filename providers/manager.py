@@ -32,6 +32,7 @@ from providers.base import CompletionRequest, CompletionResponse, Provider
 from providers.cache import LLMCache, open_cache, warn_unavailable
 from providers.canonical import cache_key
 from providers.registry import ModelRegistry, ModelSpec
+from providers.reply_cap import check_reply_size
 from vibe.errors import CacheError, ConfigError, ProviderError
 from vibe.settings import Settings
 
@@ -305,13 +306,16 @@ class ProviderManager:
         async with semaphore, limit:
             try:
                 async with asyncio.timeout(self._call_timeout_s):
-                    return await provider.complete(request)
+                    response = await provider.complete(request)
             except TimeoutError as exc:
                 raise ProviderError(
                     f"{spec.id} did not answer within {self._call_timeout_s:.0f}s",
                     provider=spec.provider,
                     retryable=True,
                 ) from exc
+        # Before the cache, the journal or the caller sees it: an oversize reply fails over like a fault.
+        check_reply_size(response, model_id=spec.id, max_bytes=self._settings.max_reply_bytes)
+        return response
 
     def _finish(self, response: CompletionResponse, spec: ModelSpec, calls: int) -> CompletionResponse:
         cost = spec.cost_usd(response.usage.input_tokens, response.usage.output_tokens)

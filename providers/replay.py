@@ -29,6 +29,7 @@ from typing import Any
 
 from providers.base import CompletionRequest, CompletionResponse, Provider
 from providers.canonical import canonical_json, request_digest
+from providers.reply_cap import DEFAULT_MAX_REPLY_BYTES, check_reply_size
 from vibe.errors import CassetteMissError, ConfigError
 
 CASSETTE_VERSION = 1
@@ -200,19 +201,30 @@ class RecordingProvider:
     Args:
         inner: the real provider; its `name` and the request's `model` form the cassette key.
         cassette: the cassette file (created on the first recording).
+        max_reply_bytes: a reply whose text is longer (UTF-8) is refused, never recorded
+            (`VIBE_MAX_REPLY_BYTES`).
     """
 
-    def __init__(self, inner: Provider, cassette: Path) -> None:
+    def __init__(
+        self, inner: Provider, cassette: Path, *, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    ) -> None:
         self._inner = inner
         self._cassette = Cassette(cassette)
+        self._max_reply_bytes = max_reply_bytes
         self.name = inner.name
 
     def __repr__(self) -> str:
         return f"RecordingProvider({self._inner!r}, {str(self._cassette.path)!r})"
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        """The real provider's answer, recorded before it is returned. Failures are not recorded."""
+        """The real provider's answer, recorded before it is returned. Failures are not recorded.
+
+        Raises:
+            ProviderError: the real provider failed, or its reply is over the size cap (then nothing is
+                recorded).
+        """
         response = await self._inner.complete(request)
+        check_reply_size(response, model_id=f"{self.name}:{request.model}", max_bytes=self._max_reply_bytes)
         # File locking blocks; keep it off the event loop.
         await asyncio.to_thread(self._cassette.put, request, f"{self.name}:{request.model}", response)
         return response
