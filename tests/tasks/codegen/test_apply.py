@@ -23,9 +23,7 @@ def repo(tmp_path: Path) -> Path:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()
     }
 
 
@@ -81,8 +79,14 @@ def test_edits_of_one_file_chain_in_order(repo: Path) -> None:
         ("~/.bashrc", "absolute paths are not allowed"),
         (".git/hooks/pre-commit", "under .git/"),
         ("pkg/.GIT/config", "under .git/"),
+        (".git", "under .git/"),
+        ("sub/.git", "under .git/"),
+        ("pkg/.Git/hooks/post-commit", "under .git/"),
+        (".git./config", "under .git/"),
+        ("git~1/config", "under .git/"),
+        (".g\u200cit/config", "under .git/"),
         ("pkg\\..\\x.py", "backslashes"),
-        ("pkg", "is a directory"),
+        ("x\ud800.py", "not valid UTF-8"),
     ],
 )
 def test_hostile_paths_are_refused_and_nothing_is_written(repo: Path, path: str, reason: str) -> None:
@@ -95,27 +99,42 @@ def test_hostile_paths_are_refused_and_nothing_is_written(repo: Path, path: str,
     assert not (repo.parent / "outside.py").exists()
 
 
-def test_symlinks_leaving_the_repo_or_into_git_are_refused(repo: Path, tmp_path: Path) -> None:
+def test_symlinks_anywhere_on_the_way_are_refused(repo: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (repo / "escape").symlink_to(outside, target_is_directory=True)
     (repo / "hooks").symlink_to(repo / ".git" / "hooks", target_is_directory=True)
     (repo / "link.py").symlink_to(repo / "calc.py")
+    # Even a link that stays inside the tree: the edit's path would not be the file that changes.
+    (repo / "alias").symlink_to(repo / "pkg", target_is_directory=True)
+    (repo / "pkg" / "up").symlink_to(repo, target_is_directory=True)
     for path, reason in (
-        ("escape/pwn.py", "outside the repository"),
-        ("hooks/pre-commit", "into .git/"),
-        ("link.py", "symbolic link"),
+        ("escape/pwn.py", "escape is a symbolic link"),
+        ("hooks/pre-commit", "hooks is a symbolic link"),
+        ("link.py", "the path is a symbolic link"),
+        ("alias/extra.py", "alias is a symbolic link"),
+        ("pkg/up/pkg/util.py", "pkg/up is a symbolic link"),
     ):
+        before = snapshot(repo)
         with pytest.raises(UnsafeEditError, match=reason):
-            apply_edits(repo, [FileEdit(path=path, kind="whole", content="x\n")])
+            apply_edits(repo, [FileEdit(path="calc.py", kind="whole", content="ok\n"), sr(path, "", "x\n")])
+        assert snapshot(repo) == before
     assert list(outside.iterdir()) == []
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+    assert not (repo / "pkg" / "extra.py").exists()
 
 
-def test_symlinked_directory_inside_the_repo_is_fine(repo: Path) -> None:
-    (repo / "alias").symlink_to(repo / "pkg", target_is_directory=True)
-    apply_edits(repo, [FileEdit(path="alias/extra.py", kind="whole", content="E = 1\n")])
-    assert (repo / "pkg" / "extra.py").read_text() == "E = 1\n"
+def test_git_metadata_names_that_are_not_git_itself_are_fine(repo: Path) -> None:
+    apply_edits(
+        repo,
+        [
+            FileEdit(path=".gitmodules", kind="whole", content="\n"),
+            FileEdit(path=".github/workflows/ci.yml", kind="whole", content="on: push\n"),
+            FileEdit(path="pkg/.gitignore", kind="whole", content="*.pyc\n"),
+        ],
+    )
+    assert (repo / ".gitmodules").read_text() == "\n"
+    assert (repo / "pkg" / ".gitignore").read_text() == "*.pyc\n"
 
 
 def test_binary_and_oversize_content_are_refused(repo: Path) -> None:
