@@ -4,6 +4,12 @@ A pipeline run writes each finished step (a model's reply, a test report, the pu
 step ends. Re-running with the same key replays finished steps from the journal instead of doing them again,
 so a crashed run resumes without a repeated LLM call or a second pull request. One JSON file per key, replaced
 atomically on every write, so a crash never leaves it half-written.
+
+Bounds: no entry is larger than `max_entry_bytes` (its step name and value as serialized into the file, in
+UTF-8 bytes; the default matches `Settings.max_reply_bytes`), and the file as a whole never exceeds
+`max_total_bytes` (default 32 entries at the cap; a pipeline run writes at most `2 * max_attempts + 3` entries,
+so only a run of oversized entries can reach it). `put` refuses what would break either bound before anything
+is written, so a hostile 50 MB reply or test report never lands on disk.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 from vibe.errors import InputError
 
 _VERSION = 1
+DEFAULT_MAX_ENTRY_BYTES = 2_000_000
+_TOTAL_ENTRIES = 32
 
 
 def request_key(request: str, repo: Path) -> str:
@@ -37,13 +45,41 @@ class RunJournal:
         directory: the run's directory (`<home>/runs/<key>/`); also holds its patch and summary files.
     """
 
-    def __init__(self, home: Path, key: str) -> None:
+    def __init__(
+        self,
+        home: Path,
+        key: str,
+        *,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        max_total_bytes: int | None = None,
+    ) -> None:
+        """Open the journal of `key` under `home` (nothing is created until the first `put`).
+
+        Args:
+            home: the vibe home (`Settings.home`).
+            key: the request key.
+            max_entry_bytes: the largest entry `put` accepts, in bytes of its serialized JSON.
+            max_total_bytes: the largest the journal file may grow (default `32 * max_entry_bytes`).
+
+        Raises:
+            InputError: the key is not a valid run key, or a bound is not positive.
+        """
         if not key or len(key) > 100 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in key):
             raise InputError(f"invalid run key {key!r}: use up to 100 letters, digits, '-' and '_'")
+        total = _TOTAL_ENTRIES * max_entry_bytes if max_total_bytes is None else max_total_bytes
+        if max_entry_bytes < 1 or total < max_entry_bytes:
+            raise InputError(
+                f"invalid journal bounds: max_entry_bytes={max_entry_bytes}, max_total_bytes={total} "
+                "(both positive, the total at least one entry)"
+            )
         self.key = key
         self.directory = Path(home) / "runs" / key
+        self.max_entry_bytes = max_entry_bytes
+        self.max_total_bytes = total
         self._file = self.directory / "journal.json"
         self._steps: dict[str, Any] = {}
+        # Each step's line as written into the file, so sizes are checked exactly as they land on disk.
+        self._lines: dict[str, str] = {}
         self._reload()
 
     def get(self, step: str) -> Any:
@@ -54,10 +90,28 @@ class RunJournal:
         return step in self._steps
 
     def put(self, step: str, value: Any) -> None:
-        """Persist `value` (JSON-able) as the result of `step`."""
-        self._steps[step] = value
+        """Persist `value` (JSON-able) as the result of `step`.
+
+        Raises:
+            InputError: the entry is over `max_entry_bytes`, or the journal would grow over `max_total_bytes`;
+                nothing was written and the journal is unchanged.
+        """
+        line = _entry_line(step, value)
+        size = len(line.encode("utf-8"))
+        if size > self.max_entry_bytes:
+            raise InputError(
+                f"journal entry {step!r} of run {self.key} is {size} bytes of JSON, over the cap of "
+                f"{self.max_entry_bytes} bytes per entry; nothing was written"
+            )
+        lines = {**self._lines, step: line}
+        payload = _document(self.key, lines)
+        total = len(payload.encode("utf-8"))
+        if total > self.max_total_bytes:
+            raise InputError(
+                f"journal entry {step!r} ({size} bytes) would grow the journal of run {self.key} to {total} bytes, "
+                f"over the cap of {self.max_total_bytes}; nothing was written"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"version": _VERSION, "key": self.key, "steps": self._steps}, indent=1, default=str)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".journal-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -66,6 +120,9 @@ class RunJournal:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # Kept as read back from JSON, so this process sees what a resumed one would.
+        self._steps[step] = json.loads("{" + line + "}")[step]
+        self._lines = lines
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -93,12 +150,33 @@ class RunJournal:
 
     def _reload(self) -> None:
         self._steps = {}
+        self._lines = {}
         if self._file.exists():
             data = json.loads(self._file.read_text(encoding="utf-8"))
             if data.get("version") == _VERSION:
                 self._steps = dict(data.get("steps", {}))
+                self._lines = {step: _entry_line(step, value) for step, value in self._steps.items()}
 
     def clear(self) -> None:
         """Forget every step (a fresh start under the same key)."""
         self._steps = {}
+        self._lines = {}
         self._file.unlink(missing_ok=True)
+
+
+def _entry_line(step: str, value: Any) -> str:
+    """One step as it stands in the file: `"<step>": <compact JSON>`."""
+    try:
+        # Non-ASCII text as UTF-8 (escaping it would triple the size of a reply in another script) ...
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        encoded.encode("utf-8")
+    except UnicodeEncodeError:
+        # ... unless the value holds a lone surrogate, which only an escape can carry in valid UTF-8.
+        encoded = json.dumps(value, separators=(",", ":"), default=str)
+    return json.dumps(step) + ": " + encoded
+
+
+def _document(key: str, lines: dict[str, str]) -> str:
+    """The journal file: one line per step, so a reader can still see which steps finished."""
+    body = ",\n".join(lines.values())
+    return f'{{"version": {_VERSION}, "key": {json.dumps(key)}, "steps": {{\n{body}\n}}}}\n'
