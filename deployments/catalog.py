@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Final, Literal
 
+from providers.table import provider_table
+
 Priority = Literal["critical", "high", "medium", "low"]
 
 #: Queue name -> Prefect priority (1 is served first). One queue per seed priority.
@@ -33,21 +35,18 @@ VAR_REINDEX_CRON: Final = "vibe_reindex_cron"
 VAR_REINDEX_REPOS: Final = "vibe_reindex_repos"
 
 #: Secret blocks that the deployments' pull step exports (`{{ prefect.blocks.secret.NAME }}`), by the
-#: environment variable each one becomes in the flow-run process.
+#: environment variable each one becomes in the flow-run process: each provider's (from the provider table in
+#: `providers/models.toml`), then GitHub's.
 SECRET_BLOCKS: Final[dict[str, str]] = {
-    "ANTHROPIC_API_KEY": "vibe-anthropic-api-key",
-    "OPENAI_API_KEY": "vibe-openai-api-key",
-    "GEMINI_API_KEY": "vibe-gemini-api-key",
-    "XAI_API_KEY": "vibe-xai-api-key",
-    "VIBE_COMPAT_API_KEY": "vibe-compat-api-key",
+    **{row.key_env: row.secret_block for row in provider_table().values() if row.key_env and row.secret_block},
     "GITHUB_TOKEN": "vibe-github-token",
 }
 
 #: The automation that marks silent Running flow runs Crashed.
 CRASH_AUTOMATION: Final = "vibe: crash flow runs without heartbeats"
 
-#: Providers that get a cross-worker concurrency limit.
-LLM_PROVIDERS: Final[tuple[str, ...]] = ("anthropic", "openai", "gemini", "xai", "compat")
+#: Providers that get a cross-worker concurrency limit: those the provider table gives a `limit`.
+LLM_PROVIDERS: Final[tuple[str, ...]] = tuple(name for name, row in provider_table().items() if row.limit)
 
 
 def queue_limit_name(queue: str) -> str:
@@ -58,9 +57,12 @@ def queue_limit_name(queue: str) -> str:
 def llm_limit_name(provider: str) -> str:
     """The global concurrency limit that caps concurrent LLM calls to `provider` across every worker.
 
-    Use it as `with prefect.concurrency.sync.concurrency(llm_limit_name("anthropic"), strict=True): ...`.
+    Use it as `with prefect.concurrency.sync.concurrency(llm_limit_name("anthropic"), strict=True): ...`. The name
+    is the provider table's `limit`; a provider without one (`replay`) gets `vibe-llm-<provider>`, which `vibe setup`
+    does not create, so a strict limiter refuses its calls as it always did.
     """
-    return f"vibe-llm-{provider}"
+    row = provider_table().get(provider)
+    return row.limit if row is not None and row.limit else f"vibe-llm-{provider}"
 
 
 def prefect_llm_limiter(provider: str) -> AbstractAsyncContextManager[object]:

@@ -1,7 +1,7 @@
 """`build_provider`: the `Provider` that serves one model, given the settings and the replay mode.
 
-Which adapter serves a provider is data (`models.toml`: `adapter = ...`); this module maps adapter names to
-constructors and provider names to their settings (key, environment variable, base URL). The replay mode
+Which adapter serves a provider, and which variables hold its key and base URL, is data (the provider table in
+`models.toml`, read by `providers.table`); this module maps adapter names to constructors. The replay mode
 (`VIBE_REPLAY`) decides between the real adapter, the cassette, or the real adapter recording into the cassette:
 
 | mode     | result                                                                                      |
@@ -20,46 +20,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
-from pydantic import SecretStr
 
 from providers.base import Provider
 from providers.registry import ModelSpec
 from providers.replay import RecordingProvider, ReplayProvider
+from providers.table import api_key, base_url, has_key, provider_table
 from vibe.errors import ConfigError
 from vibe.settings import Settings
 
-# The environment variable that holds each provider's key, for error messages.
-KEY_ENV_VARS: dict[str, str] = {
-    "anthropic": "ANTHROPIC_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "xai": "XAI_API_KEY",
-    "compat": "VIBE_COMPAT_API_KEY",
-}
-# Providers that work without a key (a local Ollama or vLLM usually has none).
-KEYLESS_PROVIDERS = frozenset({"compat"})
-
 _Constructor = Callable[[ModelSpec, Settings, "httpx2.AsyncClient | None"], Provider]
-
-
-def _base_url(provider: str, settings: Settings) -> str | None:
-    # None keeps the SDK's default, which honours ANTHROPIC_BASE_URL / OPENAI_BASE_URL.
-    urls: dict[str, str | None] = {
-        "anthropic": settings.anthropic_base_url,
-        "openai": settings.openai_base_url,
-        "gemini": settings.gemini_base_url,
-        "xai": settings.xai_base_url,
-        "compat": settings.compat_base_url,
-    }
-    return urls.get(provider)
 
 
 def _anthropic(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient | None) -> Provider:
     from providers.anthropic import AnthropicProvider
 
     return AnthropicProvider(
-        api_key=settings.api_key(spec.provider),
-        base_url=_base_url(spec.provider, settings),
+        api_key=api_key(settings, spec.provider),
+        base_url=base_url(settings, spec.provider),
         timeout_s=settings.llm_timeout_s,
         http_client=http_client,
     )
@@ -70,8 +47,8 @@ def _openai_compatible(spec: ModelSpec, settings: Settings, http_client: httpx2.
 
     return OpenAICompatibleProvider(
         spec.provider,
-        api_key=settings.api_key(spec.provider),
-        base_url=_base_url(spec.provider, settings),
+        api_key=api_key(settings, spec.provider),
+        base_url=base_url(settings, spec.provider),
         timeout_s=settings.llm_timeout_s,
         http_client=http_client,
     )
@@ -111,21 +88,15 @@ def build_provider(spec: ModelSpec, settings: Settings, *, http_client: httpx2.A
         return RecordingProvider(
             _real(spec, settings, http_client), _cassette(spec, settings), max_reply_bytes=settings.max_reply_bytes
         )
-    if mode == "auto" and not _has_key(spec.provider, settings) and settings.cassette is not None:
+    if mode == "auto" and not has_key(settings, spec.provider) and settings.cassette is not None:
         return ReplayProvider(_existing_cassette(spec, settings), spec.provider)
     return _real(spec, settings, http_client)
 
 
-def _has_key(provider: str, settings: Settings) -> bool:
-    if provider in KEYLESS_PROVIDERS:
-        return True
-    key: SecretStr | None = settings.api_key(provider)
-    return key is not None and bool(key.get_secret_value())
-
-
 def _real(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient | None) -> Provider:
-    if not _has_key(spec.provider, settings):
-        env = KEY_ENV_VARS.get(spec.provider, f"the API key of {spec.provider}")
+    if not has_key(settings, spec.provider):
+        row = provider_table().get(spec.provider)
+        env = row.key_env if row is not None and row.key_env else f"the API key of {spec.provider}"
         hint = "" if settings.replay != "auto" else " (or set VIBE_CASSETTE to answer from recorded responses)"
         raise ConfigError(f"no API key for {spec.id}: set {env}{hint}")
     return ADAPTERS[spec.adapter](spec, settings, http_client)

@@ -1,14 +1,14 @@
 """`OpenAICompatibleProvider`: OpenAI Chat Completions through the official `openai` SDK, for every vendor that
 speaks it: `openai`, `gemini` and `xai` (their OpenAI-compatible endpoints) and `compat` (Ollama, vLLM, a proxy).
 
-Translation lives in the private `_map_*` functions; vendor and model differences are data (`_QUIRKS`), not
-branches. Retries are off in the SDK (`max_retries=0`): the ProviderManager owns them.
+Translation lives in the private `_map_*` functions; vendor and model differences are data (the `quirks` of the
+provider table in `models.toml`), not branches. Retries are off in the SDK (`max_retries=0`): the retry layer
+owns them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -17,30 +17,8 @@ from pydantic import SecretStr
 
 from providers._http import Redactor, malformed_error, status_error
 from providers.base import CompletionRequest, CompletionResponse, ToolCall, Usage
+from providers.table import DEFAULT_QUIRKS, Quirks, provider_table
 from vibe.errors import ConfigError, ProviderError
-
-
-@dataclass(frozen=True)
-class _Quirks:
-    """How one family of models wants its parameters."""
-
-    # OpenAI deprecated `max_tokens` for `max_completion_tokens` (its reasoning models reject the old name);
-    # other OpenAI-compatible servers only know `max_tokens`.
-    limit_field: str = "max_tokens"
-    # Reasoning models reject any temperature but the default.
-    temperature: bool = True
-
-
-_DEFAULT_QUIRKS = _Quirks()
-# (provider, model id prefix, quirks); the first match wins, so specific prefixes go first.
-_QUIRKS: tuple[tuple[str, str, _Quirks], ...] = (
-    ("openai", "gpt-5-chat", _Quirks(limit_field="max_completion_tokens")),
-    ("openai", "gpt-5", _Quirks(limit_field="max_completion_tokens", temperature=False)),
-    ("openai", "o1", _Quirks(limit_field="max_completion_tokens", temperature=False)),
-    ("openai", "o3", _Quirks(limit_field="max_completion_tokens", temperature=False)),
-    ("openai", "o4", _Quirks(limit_field="max_completion_tokens", temperature=False)),
-    ("openai", "", _Quirks(limit_field="max_completion_tokens")),
-)
 
 # OpenAI's finish reasons in the vocabulary the project uses (Anthropic's): see providers/README.md.
 _STOP_REASONS = {
@@ -56,12 +34,15 @@ _STOP_REASONS = {
 KEYLESS_PLACEHOLDER = "no-key"
 
 
-def quirks_for(provider: str, model: str) -> _Quirks:
-    """The parameter quirks of `provider:model`."""
-    for quirk_provider, prefix, quirks in _QUIRKS:
-        if provider == quirk_provider and model.startswith(prefix):
-            return quirks
-    return _DEFAULT_QUIRKS
+def quirks_for(provider: str, model: str) -> Quirks:
+    """The parameter quirks of `provider:model` (the provider table's `quirks`; defaults for unknown providers)."""
+    row = provider_table().get(provider)
+    return row.quirks_for(model) if row is not None else DEFAULT_QUIRKS
+
+
+def _sdk_finds_key(provider: str) -> bool:
+    row = provider_table().get(provider)
+    return row is not None and row.sdk_finds_key
 
 
 class OpenAICompatibleProvider:
@@ -92,7 +73,7 @@ class OpenAICompatibleProvider:
     ) -> None:
         self.name = name
         key = api_key.get_secret_value() if api_key is not None else None
-        if key is None and name != "openai":
+        if key is None and not _sdk_finds_key(name):
             key = KEYLESS_PLACEHOLDER
         self._redact = Redactor([key if key != KEYLESS_PLACEHOLDER else None])
         self._timeout_s = timeout_s

@@ -1,18 +1,22 @@
 """The model registry: which models exist, what they cost and can do, what the aliases and fallbacks are.
 
-The table is data (`models.toml` beside this module); this module only reads and answers questions about it.
+The table is data (`models.toml` beside this module, read once per process: `providers.table.load_table`);
+this module only answers questions about it. `ModelRegistry.load()` returns the one registry of the process.
 """
 
 from __future__ import annotations
 
+import functools
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from providers.table import TABLE_PATH, load_table
 from vibe.errors import ConfigError
 
-_TABLE = Path(__file__).with_name("models.toml")
+_TABLE = TABLE_PATH
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class ModelSpec:
 class ModelRegistry:
     """Resolves model names (aliases, roles, `provider:model`) to `ModelSpec`s."""
 
-    def __init__(self, table: dict[str, Any]) -> None:
+    def __init__(self, table: Mapping[str, Any]) -> None:
         self._adapters: dict[str, str] = {name: cfg["adapter"] for name, cfg in table["providers"].items()}
         self._aliases: dict[str, str] = dict(table.get("aliases", {}))
         self._fallbacks: tuple[str, ...] = tuple(table.get("fallbacks", {}).get("default", ()))
@@ -71,8 +75,10 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ModelRegistry:
-        """Read the registry from `models.toml` (or `path`)."""
-        with (path or _TABLE).open("rb") as fh:
+        """The registry of `models.toml`, built once per process; or a fresh one read from `path`."""
+        if path is None:
+            return _default_registry()
+        with path.open("rb") as fh:
             return cls(tomllib.load(fh))
 
     @property
@@ -127,3 +133,8 @@ class ModelRegistry:
         if not model:
             raise ConfigError(f"model id {model_id!r} names no model; write it as {provider}:<model>")
         return provider, model
+
+
+@functools.cache
+def _default_registry() -> ModelRegistry:
+    return ModelRegistry(load_table())

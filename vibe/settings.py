@@ -148,24 +148,16 @@ class Settings(BaseSettings):
         return settings
 
     def api_key(self, provider: str) -> SecretStr | None:
-        """The API key configured for `provider`, or None."""
-        keys: dict[str, SecretStr | None] = {
-            "anthropic": self.anthropic_api_key,
-            "openai": self.openai_api_key,
-            "gemini": self.gemini_api_key,
-            "xai": self.xai_api_key,
-            "compat": self.compat_api_key,
-        }
-        return keys.get(provider)
+        """The API key configured for `provider`, or None.
+
+        Which providers exist, and which variable holds each key, is the provider table's business
+        (`providers/models.toml`, read by `providers.table.api_key`); this only reads the field that table names,
+        `<provider>_api_key`, so that the ground floor lists no providers of its own.
+        """
+        value = getattr(self, f"{provider}_api_key", None) if provider.isidentifier() else None
+        return value if isinstance(value, SecretStr) else None
 
     def secret_values(self) -> list[str]:
-        """Every configured secret in clear, for redaction filters. Never log the result."""
-        secrets = [
-            self.anthropic_api_key,
-            self.openai_api_key,
-            self.gemini_api_key,
-            self.xai_api_key,
-            self.compat_api_key,
-            self.github_token,
-        ]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        """Every configured secret (each `SecretStr` field) in clear, for redaction filters. Never log the result."""
+        secrets = [getattr(self, name) for name in type(self).model_fields]
+        return [s.get_secret_value() for s in secrets if isinstance(s, SecretStr) and s.get_secret_value()]
