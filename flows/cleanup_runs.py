@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from deployments.retention import CleanupReport, purge_expired_runs
-from vibe.settings import Settings
+from vibe.settings import current_settings
 
 
 def _markdown(report: CleanupReport) -> str:
@@ -69,7 +69,7 @@ async def cleanup_runs(
     Returns:
         The report: every run removed (or due, in a dry run) with its counts of artifacts and log lines.
     """
-    settings = Settings.load()
+    settings = current_settings()
     own = {UUID(flow_run.id)} if flow_run.id else set()
     report = await purge_expired_runs(
         settings,

@@ -6,7 +6,7 @@ request key before the next starts, so re-running a crashed run with the same ke
 
 Called from Python it is a plain function call (`feature_pipeline(request=..., repo_path=...)`) and runs as a
 Prefect flow; `vibe run` without a Prefect API calls `feature_pipeline.fn(...)`, which runs the same steps
-as plain functions without starting Prefect.
+as plain functions without starting Prefect. Settings are never a parameter (see `vibe.settings.use_settings`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from tasks.codegen.steps import (
 )
 from tasks.workspace import open_workspace
 from vibe.errors import BudgetExceededError, InputError
-from vibe.settings import Settings
+from vibe.settings import current_settings
 
 _log = logging.getLogger("vibe.pipeline")
 
@@ -124,7 +124,6 @@ def feature_pipeline(
     base: str | None = None,
     test_command: str | None = None,
     fresh: bool = False,
-    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Turn a request into tested changes and a pull request.
 
@@ -140,7 +139,9 @@ def feature_pipeline(
         base: the pull request's base branch (default: the repository's default).
         test_command: the test command (default: detected from the repository's files).
         fresh: forget what earlier runs under the same key finished and start over.
-        settings: the invocation's settings (default: read from the environment).
+
+    Settings come from `vibe.settings.current_settings()`: what the caller handed in with `use_settings`, else
+    the environment (a deployed run).
 
     Returns:
         The summary: `status` (`passed`, `failed`, `budget_exceeded`), `attempts`, `tests` (`passed`, `failed`),
@@ -150,7 +151,7 @@ def feature_pipeline(
     Raises:
         InputError: the repository or a reply's edits are unusable (`UnsafeEditError` for a refused edit).
     """
-    settings = settings or Settings.load()
+    settings = current_settings()
     model = model or settings.model
     attempts_allowed = max_attempts or settings.max_attempts
     repo = Path(repo_path).expanduser().resolve()

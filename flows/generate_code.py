@@ -21,7 +21,7 @@ from tasks.codegen.parser import parse_reply
 from tasks.codegen.prompt import build_messages
 from tasks.codegen.steps import ask_model_task, call_step, gather_context_task, index_repo_task
 from vibe.errors import InputError
-from vibe.settings import Settings
+from vibe.settings import current_settings
 
 
 @flow(name="generate_code", persist_result=False, validate_parameters=False)
@@ -30,7 +30,6 @@ def generate_code(
     repo_path: str | Path,
     model: str | None = None,
     apply: bool = False,
-    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Ask the model for edits that carry out `request` on the repository at `repo_path`.
 
@@ -39,7 +38,6 @@ def generate_code(
         repo_path: the repository (indexed incrementally first).
         model: alias, role or `provider:model` (default: `settings.model`).
         apply: write the edits into the repository's working tree when they are all valid.
-        settings: the invocation's settings (default: read from the environment).
 
     Returns:
         `{"edits": [{"path", "kind", "blocks"}], "problems": [...], "applied": [...], "reply", "model",
@@ -50,7 +48,7 @@ def generate_code(
         UnsafeEditError: the reply asked for an edit that is refused (nothing was written).
         BudgetExceededError: the prompt alone is over the run's budget.
     """
-    settings = settings or Settings.load()
+    settings = current_settings()
     model = model or settings.model
     repo = Path(repo_path).expanduser().resolve()
     if not repo.is_dir():

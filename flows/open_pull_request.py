@@ -16,18 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks.pull_requests.prefect_tasks import publish_pull_request_task
 from tasks.pull_requests.publish import PullRequestResult, describe
-from vibe.errors import ConfigError
-from vibe.settings import Settings
-
-
-def _load_settings() -> Settings:
-    from pydantic import ValidationError
-
-    try:
-        return Settings.load()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+from vibe.settings import current_settings
 
 
 def _artifact_markdown(result: PullRequestResult) -> str:
@@ -71,7 +60,7 @@ def open_pull_request(
     Returns:
         `{"branch", "number", "url", "created"}` plus `local`, `description_path` and `nothing_to_commit`.
     """
-    settings = _load_settings()
+    settings = current_settings()
     result: PullRequestResult = publish_pull_request_task(
         Path(repo_path), title=title, body=body, key=key, base=base, draft=draft, github_repo=github_repo,
         settings=settings,

@@ -18,7 +18,7 @@ from pydantic import Field
 from deployments.catalog import VAR_REINDEX_REPOS
 from flows.index_codebase import index_codebase
 from vibe.errors import InputError
-from vibe.settings import Settings
+from vibe.settings import Settings, current_settings
 
 
 def _configured(settings: Settings) -> list[str]:
@@ -48,7 +48,7 @@ def reindex_repositories(
     Raises:
         InputError: at least one repository could not be indexed (the others were); the run ends Failed.
     """
-    settings = Settings.load()
+    settings = current_settings()
     targets = list(repos or []) or _configured(settings)
     logger = get_run_logger()
     if not targets:

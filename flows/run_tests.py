@@ -13,7 +13,7 @@ from tasks.testing.report import TestReport
 from tasks.testing.runner import runner_options
 from tasks.testing.task import publish_test_artifacts, run_test_suite_task
 from tasks.workspace import open_workspace
-from vibe.settings import Settings
+from vibe.settings import current_settings
 
 
 @flow(name="run_tests")
@@ -41,7 +41,7 @@ def run_tests(
         The test report; the run's artifacts hold the table of tests and a markdown summary.
     """
     # A deployed flow run is an entry point of its own: it reads its settings here, once.
-    settings = Settings.load()
+    settings = current_settings()
     # Called from a synchronous flow, Prefect's sync/async helper returns the id itself.
     progress = cast(
         UUID, create_progress_artifact(progress=0.0, key="run-tests-progress", description="Preparing the workspace")

@@ -89,7 +89,7 @@ def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
     from tests.fakes.llm_server import FakeLLMServer
     from vibe.cli.run import demo_settings, prepare_demo
     from vibe.demo import REQUEST
-    from vibe.settings import Settings
+    from vibe.settings import Settings, use_settings
 
     with FakeLLMServer(responder=demo_responder) as server:
         settings = demo_settings(Settings(home=work_dir / "home")).model_copy(
@@ -102,7 +102,8 @@ def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
             }
         )
         repo, _ = prepare_demo(settings, where=work_dir / "demo")
-        summary: dict[str, Any] = feature_pipeline.fn(request=REQUEST, repo_path=str(repo), settings=settings)
+        with use_settings(settings):
+            summary: dict[str, Any] = feature_pipeline.fn(request=REQUEST, repo_path=str(repo))
     return summary
 
 

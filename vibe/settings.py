@@ -2,10 +2,17 @@
 
 Nothing in the project reads `os.environ` for configuration except this module; nothing builds `Settings`
 at import time. Secrets are `SecretStr` so that printing a `Settings` never shows them.
+
+Flows never take `Settings` as a parameter (a deployment's parameter schema would show every key): a flow
+calls `current_settings()`, which is what the caller handed in with `use_settings(...)` (the CLI, tests, Python
+callers), or else the environment read once (a deployed flow run, whose Secret blocks are exported into it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated
 
@@ -161,3 +168,36 @@ class Settings(BaseSettings):
         """Every configured secret (each `SecretStr` field) in clear, for redaction filters. Never log the result."""
         secrets = [getattr(self, name) for name in type(self).model_fields]
         return [s.get_secret_value() for s in secrets if isinstance(s, SecretStr) and s.get_secret_value()]
+
+
+_CURRENT: ContextVar[Settings | None] = ContextVar("vibe_settings", default=None)
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Make `settings` what `current_settings()` returns in this context (flows and tasks called inside it)."""
+    token = _CURRENT.set(settings)
+    try:
+        yield settings
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_settings() -> Settings:
+    """The settings handed in with `use_settings`, else the environment's (an entry point such as a deployed run).
+
+    Raises:
+        ConfigError: a variable of the environment holds an invalid value (the message names each one).
+    """
+    handed_in = _CURRENT.get()
+    if handed_in is not None:
+        return handed_in
+    from pydantic import ValidationError
+
+    from vibe.errors import ConfigError
+
+    try:
+        return Settings.load()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from exc

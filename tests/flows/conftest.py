@@ -16,7 +16,7 @@ from tests.fakes.github_server import FakeGitHub
 from tests.fakes.llm_server import FakeLLMServer
 from tests.tasks.pull_requests.conftest import FULL_NAME, TOKEN, git
 from vibe.demo import REQUEST, SAMPLE_REPO
-from vibe.settings import Settings
+from vibe.settings import Settings, use_settings
 
 
 @pytest.fixture
@@ -70,9 +70,10 @@ def run(project: Path, github: FakeGitHub, vibe_home: Path) -> Iterator[Callable
         return server, Settings(**values)
 
     def call(settings: Settings, **arguments: Any) -> dict[str, Any]:
-        result: dict[str, Any] = feature_pipeline.fn(
-            request=REQUEST, repo_path=str(project), github_repo=FULL_NAME, settings=settings, **arguments
-        )
+        with use_settings(settings):
+            result: dict[str, Any] = feature_pipeline.fn(
+                request=REQUEST, repo_path=str(project), github_repo=FULL_NAME, **arguments
+            )
         return result
 
     start.call = call  # type: ignore[attr-defined]

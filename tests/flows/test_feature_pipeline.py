@@ -17,6 +17,7 @@ from tests.fakes.llm_server import FakeLLMServer, prompt_of
 from tests.tasks.pull_requests.conftest import FULL_NAME, TOKEN, git
 from vibe.demo import REQUEST
 from vibe.errors import GitHubError
+from vibe.settings import use_settings
 
 pytestmark = pytest.mark.slow
 
@@ -140,9 +141,8 @@ def test_as_a_prefect_flow_it_reports_progress_and_a_summary_artifact(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     _, settings = run(demo_responder)
-    summary = feature_pipeline(
-        request=REQUEST, repo_path=str(project), github_repo=FULL_NAME, settings=settings
-    )
+    with use_settings(settings):
+        summary = feature_pipeline(request=REQUEST, repo_path=str(project), github_repo=FULL_NAME)
     assert summary["status"] == "passed"
     assert summary["run_id"]
     deadline = time.monotonic() + 20

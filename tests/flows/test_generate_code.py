@@ -16,7 +16,7 @@ from tests.fakes.llm_server import FakeLLMServer, system_of
 from tests.tasks.pull_requests.conftest import git
 from vibe.demo import REQUEST, SAMPLE_REPO
 from vibe.errors import BudgetExceededError
-from vibe.settings import Settings
+from vibe.settings import Settings, use_settings
 
 
 @pytest.fixture
@@ -44,9 +44,15 @@ def settings_for(server: FakeLLMServer, home: Path, **overrides: Any) -> Setting
     return Settings(**values)
 
 
+def _direct(settings: Settings, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    with use_settings(settings):
+        result: dict[str, Any] = generate_code.fn(*args, **kwargs)
+    return result
+
+
 def test_reply_becomes_checked_edits_and_nothing_is_written(repo: Path, vibe_home: Path) -> None:
     with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
-        result = generate_code.fn(REQUEST, str(repo), settings=settings_for(server, vibe_home))
+        result = _direct(settings_for(server, vibe_home), REQUEST, str(repo))
         body = server.requests[0].body or {}
     assert [(e["path"], e["kind"]) for e in result["edits"]] == [
         ("textstats/stats.py", "search_replace"),
@@ -66,7 +72,7 @@ def test_reply_becomes_checked_edits_and_nothing_is_written(repo: Path, vibe_hom
 
 def test_apply_writes_valid_edits(repo: Path, vibe_home: Path) -> None:
     with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
-        result = generate_code.fn(REQUEST, str(repo), apply=True, settings=settings_for(server, vibe_home))
+        result = _direct(settings_for(server, vibe_home), REQUEST, str(repo), apply=True)
     assert result["applied"] == ["textstats/stats.py", "tests/test_median.py"]
     assert "def median" in (repo / "textstats" / "stats.py").read_text()
 
@@ -80,7 +86,7 @@ def test_search_that_matches_twice_is_a_problem_for_the_model(repo: Path, vibe_h
     stats.write_text(stats.read_text() + "\n\ndef spread(values):\n    if not values:\n        return 0\n")
     before = (repo / "textstats" / "stats.py").read_text()
     with FakeLLMServer(responder=lambda body: ambiguous) as server:
-        result = generate_code.fn(REQUEST, str(repo), apply=True, settings=settings_for(server, vibe_home))
+        result = _direct(settings_for(server, vibe_home), REQUEST, str(repo), apply=True)
     assert any("matches 2 times" in p for p in result["problems"])
     assert result["applied"] == []
     assert (repo / "textstats" / "stats.py").read_text() == before
@@ -90,14 +96,14 @@ def test_refused_edit_fails_with_a_clear_message(repo: Path, vibe_home: Path) ->
     hostile = f"../escape.py\n{FENCE}\nprint('out')\n{FENCE}\n"
     refused = pytest.raises(UnsafeEditError, match=r"'\.\.' is not allowed")
     with FakeLLMServer(responder=lambda body: hostile) as server, refused:
-        generate_code.fn(REQUEST, str(repo), apply=True, settings=settings_for(server, vibe_home))
+        _direct(settings_for(server, vibe_home), REQUEST, str(repo), apply=True)
     assert not (repo.parent / "escape.py").exists()
 
 
 def test_a_prompt_over_the_budget_is_never_sent(repo: Path, vibe_home: Path) -> None:
     with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
         with pytest.raises(BudgetExceededError, match="token budget"):
-            generate_code.fn(REQUEST, str(repo), settings=settings_for(server, vibe_home, budget_tokens=100))
+            _direct(settings_for(server, vibe_home, budget_tokens=100), REQUEST, str(repo))
         assert server.calls() == 0
 
 
@@ -105,8 +111,8 @@ def test_as_a_flow_it_records_the_edits_as_an_artifact(prefect_harness: None, re
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
-        state = generate_code(REQUEST, str(repo), settings=settings_for(server, vibe_home), return_state=True)
+    with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server, use_settings(settings_for(server, vibe_home)):
+        state = generate_code(REQUEST, str(repo), return_state=True)
     assert state.is_completed()
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(

@@ -12,6 +12,7 @@ import typer
 
 from vibe.cli._app import app, emit, fail, load_settings, tracked
 from vibe.errors import VibeError
+from vibe.settings import use_settings
 
 if TYPE_CHECKING:
     from vibe.settings import Settings
@@ -73,10 +74,10 @@ def run(
             "key": key,
             "test_command": test_command,
             "fresh": fresh,
-            "settings": settings,
         }
         # Without a Prefect API the same steps run as plain calls: no ephemeral server to start.
-        summary = feature_pipeline(**arguments) if tracked(settings) else feature_pipeline.fn(**arguments)
+        with use_settings(settings):
+            summary = feature_pipeline(**arguments) if tracked(settings) else feature_pipeline.fn(**arguments)
     except VibeError as exc:
         fail(exc)
     emit({k: summary.get(k) for k in _SUMMARY_KEYS}, as_json=as_json, human=_human(summary))
@@ -205,8 +206,8 @@ def demo(
         if not as_json:
             typer.echo(f"demo repository: {repo} (origin: {remote})", err=True)
             typer.echo(f"request: {REQUEST}", err=True)
-        with _patient_ephemeral_prefect():
-            summary = feature_pipeline(request=REQUEST, repo_path=str(repo), settings=settings)
+        with _patient_ephemeral_prefect(), use_settings(settings):
+            summary = feature_pipeline(request=REQUEST, repo_path=str(repo))
     except VibeError as exc:
         fail(exc)
     payload = {**{k: summary.get(k) for k in _SUMMARY_KEYS}, "repo": str(repo), "remote": str(remote)}
