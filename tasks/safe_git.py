@@ -150,9 +150,10 @@ class Git:
             raise GitCommandError(f"git {command} failed in {cwd}: {message}")
         return proc
 
-    def out(self, *args: str, input_bytes: bytes | None = None) -> str:
+    def out(self, *args: str, input_bytes: bytes | None = None, extra_env: Mapping[str, str] | None = None) -> str:
         """The stripped stdout of `git <args>` (which must succeed)."""
-        return self.run(*args, input_bytes=input_bytes).stdout.decode(errors="surrogateescape").strip()
+        proc = self.run(*args, input_bytes=input_bytes, extra_env=extra_env)
+        return proc.stdout.decode(errors="surrogateescape").strip()
 
 
 @dataclass(frozen=True)

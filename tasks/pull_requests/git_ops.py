@@ -1,17 +1,19 @@
-"""Git operations for publishing, with GitPython: snapshot, commit, remote lookups and the lease-protected push.
+"""Git operations for publishing: snapshot or change record, commit, remote lookups and the lease-protected push.
+
+Every command goes through `tasks.safe_git` (explicit git dir, fixed safe overrides, minimal environment); no
+GitPython, whose subprocesses inherit this process's whole environment (API keys, `REDIS_URL`).
 
 How the user's repository is treated: nothing in it changes except the objects database and the
-remote-tracking ref of the PR branch. The working tree's state (tracked changes, deletions and untracked files
-that are not ignored) is read through a temporary index file (`GIT_INDEX_FILE`), written as a tree and committed
-with `commit-tree` on top of the working tree's HEAD. The user's checked-out branch, index and files stay as
-they were, and no local branch is created. Commit hooks do not run (the commit is made like a bot's); server
-hooks on the remote do.
+remote-tracking ref of the PR branch. What is published is either the pipeline's record of validated edits
+(`snapshot_changes`: a tree built from a `ChangeSet` with plumbing, no working tree read) or, for `vibe pr`, the
+user's own working tree (`snapshot`: tracked changes, deletions and untracked files that are not ignored, read
+through a temporary index file). Either is committed with `commit-tree` on top of its base. The user's
+checked-out branch, index and files stay as they were, and no local branch is created. No local hook runs
+(`core.hooksPath` is pointed at nothing for every command); server hooks on the remote do.
 
 The GitHub token reaches git only through the environment of the fetch/ls-remote/push command that needs it
 (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n`, an `http.<host>.extraheader`), scoped to the
-GitHub host: never in `.git/config`, a remote URL or a command line. Local hooks are skipped on a push that
-carries the token (`core.hooksPath` pointed at nothing for that command), so no user code runs with it in its
-environment.
+GitHub host: never in `.git/config`, a remote URL or a command line.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import git
 from pydantic import SecretStr
 
+from tasks.safe_git import UserRepo, find_user_repo
+from tasks.workspace import ChangeSet, build_change_tree
 from vibe.errors import GitHubError, InputError
 
 _FALLBACK_NAME = "vibe-pipelines"
@@ -119,43 +122,33 @@ def strip_userinfo(url: str) -> str:
     return url
 
 
-def open_repo(path: Path) -> git.Repo:
-    """The git repository whose working tree is at or above `path`.
+def open_repo(path: Path) -> UserRepo:
+    """The git repository whose working tree is at or above `path` (the user's own, trusted checkout).
 
     Raises:
-        InputError: `path` is missing or not inside a git working tree.
+        InputError: `path` is missing, not inside a git working tree, or a bare repository.
     """
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
-    try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise InputError(f"{path} is not a git repository (run `git init` there, or pass the repository root)") from exc
-    if repo.bare:
-        raise InputError(f"{path} is a bare repository; pass a working tree")
-    return repo
+    return find_user_repo(Path(path))
 
 
-def common_dir(repo: git.Repo) -> Path:
+def common_dir(repo: UserRepo) -> Path:
     """The repository's shared git directory (the same for all its linked worktrees)."""
-    return Path(repo.common_dir).resolve()
+    return repo.common_dir
 
 
-def find_remote(repo: git.Repo) -> Remote:
+def find_remote(repo: UserRepo) -> Remote:
     """`origin`, or the only remote there is.
 
     Raises:
         InputError: no remote, or several and none is `origin`.
     """
-    names = [remote.name for remote in repo.remotes]
+    names = repo.git().out("remote").split()
     if not names:
-        raise InputError(
-            f"{repo.working_tree_dir} has no git remote to push to; add one with `git remote add origin URL`"
-        )
+        raise InputError(f"{repo.top} has no git remote to push to; add one with `git remote add origin URL`")
     name = "origin" if "origin" in names else (names[0] if len(names) == 1 else None)
     if name is None:
-        raise InputError(f"{repo.working_tree_dir} has several remotes ({', '.join(names)}) and none is `origin`")
-    url = repo.git.config("--get", f"remote.{name}.url")
+        raise InputError(f"{repo.top} has several remotes ({', '.join(names)}) and none is `origin`")
+    url = repo.git().out("config", "--get", f"remote.{name}.url")
     return Remote(name=name, url=url)
 
 
@@ -173,10 +166,9 @@ def github_repo_from_url(url: str) -> str | None:
     return f"{owner}/{name}"
 
 
-def _identity_env(repo: git.Repo) -> dict[str, str]:
+def _identity_env(repo: UserRepo) -> dict[str, str]:
     # A commit needs an identity; machines running the pipeline often have none configured.
-    status, _, _ = repo.git.var("GIT_COMMITTER_IDENT", with_extended_output=True, with_exceptions=False)
-    if status == 0:
+    if repo.git().run("var", "GIT_COMMITTER_IDENT", check=False).returncode == 0:
         return {}
     return {
         "GIT_AUTHOR_NAME": _FALLBACK_NAME,
@@ -186,78 +178,90 @@ def _identity_env(repo: git.Repo) -> dict[str, str]:
     }
 
 
-def snapshot(repo: git.Repo) -> Snapshot:
+def _head(repo: UserRepo) -> tuple[str, str]:
+    proc = repo.git().run("rev-parse", "--quiet", "HEAD^{commit}", "HEAD^{tree}", check=False)
+    lines = proc.stdout.decode().split()
+    if proc.returncode != 0 or len(lines) != 2:
+        raise InputError(f"{repo.top} has no commit yet; commit once before publishing")
+    return lines[0], lines[1]
+
+
+def snapshot(repo: UserRepo) -> Snapshot:
     """Record `repo`'s working tree as a tree object through a temporary index (the user's index is untouched).
+
+    For the user's own checkout only (`vibe pr`): git reads that tree with the repository's own attributes and
+    filters, which is right for a tree the user owns and wrong for one untrusted code touched (publish a
+    `ChangeSet` with `snapshot_changes` instead).
 
     Raises:
         InputError: the repository has no commit yet.
     """
-    try:
-        head = repo.head.commit.hexsha
-    except ValueError as exc:
-        raise InputError(f"{repo.working_tree_dir} has no commit yet; commit once before publishing") from exc
-    head_tree = repo.head.commit.tree.hexsha
-    real_index = Path(repo.git.rev_parse("--git-path", "index"))
-    if not real_index.is_absolute():
-        real_index = Path(str(repo.working_tree_dir)) / real_index
+    head, head_tree = _head(repo)
+    real_index = repo.git_dir / "index"
     workdir = tempfile.mkdtemp(prefix="vibe-index-")
     try:
-        index = os.path.join(workdir, "index")
-        env = {"GIT_INDEX_FILE": index}
+        index = Path(workdir) / "index"
+        git = repo.git(work_tree=True, index_file=index)
         if real_index.is_file():
             # Starting from the real index reuses its stat data, so unchanged files are not re-hashed. copy2 keeps
             # the index's mtime: git's racy-entry check compares it with the files' mtimes, and a fresh mtime
             # would hide a same-size edit made in the second the index was written.
             shutil.copy2(real_index, index)
         else:
-            repo.git.read_tree("HEAD", env=env)
-        repo.git.add("--all", env=env)
-        tree = str(repo.git.write_tree(env=env))
+            git.run("read-tree", "HEAD")
+        git.run("add", "--all")
+        tree = git.out("write-tree")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return Snapshot(head=head, tree=tree, dirty=tree != head_tree)
 
 
-def commit_snapshot(repo: git.Repo, snap: Snapshot, message: str) -> str:
-    """The commit holding `snap`: a new commit on top of HEAD when dirty, else HEAD itself."""
+def snapshot_changes(repo: UserRepo, changes: ChangeSet) -> Snapshot:
+    """The record of validated edits as a snapshot on top of its base commit; no working tree is read.
+
+    Raises:
+        InputError: the base commit is not in the repository, or a path of the record is invalid.
+    """
+    tree = build_change_tree(repo.top, changes.base_commit, changes.changes)
+    head = repo.git().out("rev-parse", "--verify", f"{changes.base_commit}^{{commit}}")
+    base_tree = repo.git().out("rev-parse", f"{head}^{{tree}}")
+    return Snapshot(head=head, tree=tree, dirty=tree != base_tree)
+
+
+def commit_snapshot(repo: UserRepo, snap: Snapshot, message: str) -> str:
+    """The commit holding `snap`: a new commit on top of its head when dirty, else the head itself."""
     if not snap.dirty:
         return snap.head
-    return str(repo.git.commit_tree(snap.tree, "-p", snap.head, "-m", message, env=_identity_env(repo)))
+    return repo.git().out("commit-tree", snap.tree, "-p", snap.head, "-m", message, extra_env=_identity_env(repo))
 
 
-def has_commit(repo: git.Repo, sha: str) -> bool:
+def has_commit(repo: UserRepo, sha: str) -> bool:
     """Whether the commit `sha` is in the local object database."""
-    status, _, _ = repo.git.cat_file("-e", f"{sha}^{{commit}}", with_extended_output=True, with_exceptions=False)
-    return bool(status == 0)
+    return repo.git().run("cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode == 0
 
 
-def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+def is_ancestor(repo: UserRepo, ancestor: str, descendant: str) -> bool:
     """Whether `ancestor` is reachable from `descendant` (both must be local)."""
-    status, _, _ = repo.git.merge_base(
-        "--is-ancestor", ancestor, descendant, with_extended_output=True, with_exceptions=False
-    )
-    return bool(status == 0)
+    return repo.git().run("merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
 
 
-def same_content(repo: git.Repo, existing: str, wanted: str, snap: Snapshot) -> bool:
+def same_content(repo: UserRepo, existing: str, wanted: str, snap: Snapshot) -> bool:
     """Whether the remote's `existing` commit already holds what `wanted` would publish (so no push is needed)."""
     if existing == wanted:
         return True
     if not snap.dirty or not has_commit(repo, existing):
         return False
-    line = str(repo.git.rev_list("--parents", "-n", "1", existing)).split()
-    tree = str(repo.git.rev_parse(f"{existing}^{{tree}}"))
+    line = repo.git().out("rev-list", "--parents", "-n", "1", existing).split()
+    tree = repo.git().out("rev-parse", f"{existing}^{{tree}}")
     return tree == snap.tree and line[1:] == [snap.head]
 
 
-def _run_remote(repo: git.Repo, args: list[str], auth: GitAuth | None, secrets: Iterable[str]) -> tuple[int, str, str]:
-    env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
-    if auth is not None:
-        env.update(auth.env())
-    status, out, err = repo.git.execute(
-        ["git", *args], with_extended_output=True, with_exceptions=False, env=env
-    )
-    return int(status), _redact(str(out), secrets), _redact(str(err), secrets)
+def _run_remote(repo: UserRepo, args: list[str], auth: GitAuth | None, secrets: Iterable[str]) -> tuple[int, str, str]:
+    # The token is in this one command's environment only; the rest of it is the minimal safe environment.
+    proc = repo.git().run(*args, check=False, remote=True, extra_env=auth.env() if auth is not None else None)
+    out = proc.stdout.decode(errors="replace").strip()
+    err = proc.stderr.decode(errors="replace").strip()
+    return proc.returncode, _redact(out, secrets), _redact(err, secrets)
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
@@ -294,7 +298,7 @@ def _remote_fault(action: str, remote: Remote, stderr: str) -> GitHubError:
 
 
 def ls_remote(
-    repo: git.Repo,
+    repo: UserRepo,
     remote: Remote,
     branches: Iterable[str],
     *,
@@ -336,7 +340,7 @@ def ls_remote(
     return RemoteRefs(heads=heads, default_branch=default)
 
 
-def fetch(repo: git.Repo, remote: Remote, branch: str, *, auth: GitAuth | None, secrets: Iterable[str] = ()) -> None:
+def fetch(repo: UserRepo, remote: Remote, branch: str, *, auth: GitAuth | None, secrets: Iterable[str] = ()) -> None:
     """Fetch one branch into its remote-tracking ref.
 
     Raises:
@@ -349,7 +353,7 @@ def fetch(repo: git.Repo, remote: Remote, branch: str, *, auth: GitAuth | None, 
 
 
 def push_with_lease(
-    repo: git.Repo,
+    repo: UserRepo,
     remote: Remote,
     commit: str,
     branch: str,

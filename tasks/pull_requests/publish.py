@@ -2,7 +2,8 @@
 
 One run, in this order (so the cheap checks and the credential check happen before anything is pushed):
 
-1. read the working tree into a tree object (nothing in the user's checkout changes; see `git_ops`);
+1. make the tree object: from the record of validated edits (`changes`, no working tree read), or from the
+   user's own working tree (`source`, `vibe pr`; nothing in the checkout changes; see `git_ops`);
 2. resolve the base (argument, else GitHub's default branch from cached metadata, else the remote's HEAD) and
    read the remote's base and PR branch with one `ls-remote`;
 3. stop with `nothing_to_commit` when there are no changes and HEAD adds nothing to the base;
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import git
-
 from tasks.pull_requests import git_ops
 from tasks.pull_requests.body import marker_key, redact, with_marker
 from tasks.pull_requests.protocol import PullRequestHost, PullRequestInfo
+from tasks.safe_git import UserRepo
+from tasks.workspace import ChangeSet
 from vibe.errors import GitHubError, InputError
 from vibe.settings import Settings
 
@@ -121,11 +122,15 @@ def publish_pull_request(
     labels: Sequence[str] = (),
     github_repo: str | None = None,
     source: Path | None = None,
+    changes: ChangeSet | None = None,
     settings: Settings,
     github: PullRequestHost | None = None,
     tests_passed: bool | None = None,
 ) -> PullRequestResult:
-    """Commit `source`'s changes on the key's branch, push it with a lease, and open or update its single PR.
+    """Commit a change on the key's branch, push it with a lease, and open or update its single PR.
+
+    The change is `changes` (the pipeline's record of validated edits: exactly those files, on top of their
+    base commit) when given, else the uncommitted state of the user's own working tree `source` (`vibe pr`).
 
     Args:
         repo: the repository (its remote is pushed to: `origin`, or its only remote).
@@ -136,7 +141,11 @@ def publish_pull_request(
         draft: open as a draft.
         labels: labels to add, besides `settings.pr_labels` (labels others added are kept).
         github_repo: `owner/name` on GitHub; default: parsed from the remote's URL.
-        source: the working tree whose changes are published (a linked worktree of `repo`); default: `repo`.
+        source: the user's working tree whose changes are published (a linked worktree of `repo`); default:
+            `repo`. Read with the repository's own attributes and filters: never pass a tree that untrusted code
+            touched (a workspace); pass `changes` instead.
+        changes: the record of validated edits to publish instead of a working tree; its base commit is the
+            new commit's parent. No working tree is read.
         settings: the run's settings (token, API URL, draft policy, labels, home).
         github: the PR host to use; default: a `GitHubClient` from `settings`, or local mode without a token.
         tests_passed: False makes the PR a draft when `settings.pr_draft_on_failure` (the draft policy).
@@ -151,6 +160,8 @@ def publish_pull_request(
     title = _validate(title, github_repo)
     key = key.strip() if key and key.strip() else default_key(title)
     branch = branch_for(key)
+    if changes is not None and source is not None:
+        raise InputError("pass either `changes` (the record of edits) or `source` (a working tree), not both")
     repository = git_ops.open_repo(repo)
     worktree = git_ops.open_repo(source) if source is not None else repository
     if git_ops.common_dir(worktree) != git_ops.common_dir(repository):
@@ -163,19 +174,20 @@ def publish_pull_request(
 
         own = GitHubClient.from_settings(settings)
         try:
-            return _publish(repository, worktree, remote, own, title=title, body=body, key=key, branch=branch,
-                            base=base, draft=draft, labels=labels, github_repo=github_repo, settings=settings,
-                            tests_passed=tests_passed)
+            return _publish(repository, worktree, changes, remote, own, title=title, body=body, key=key,
+                            branch=branch, base=base, draft=draft, labels=labels, github_repo=github_repo,
+                            settings=settings, tests_passed=tests_passed)
         finally:
             own.close()
-    return _publish(repository, worktree, remote, github, title=title, body=body, key=key, branch=branch,
+    return _publish(repository, worktree, changes, remote, github, title=title, body=body, key=key, branch=branch,
                     base=base, draft=draft, labels=labels, github_repo=github_repo, settings=settings,
                     tests_passed=tests_passed)
 
 
 def _publish(
-    repository: git.Repo,
-    worktree: git.Repo,
+    repository: UserRepo,
+    worktree: UserRepo,
+    changes: ChangeSet | None,
     remote: git_ops.Remote,
     host: PullRequestHost | None,
     *,
@@ -205,7 +217,7 @@ def _publish(
         if token is not None and token.get_secret_value() and same_host:
             auth = git_ops.GitAuth(web_url=host.web_url, token=token)
 
-    snap = git_ops.snapshot(worktree)
+    snap = git_ops.snapshot_changes(repository, changes) if changes is not None else git_ops.snapshot(worktree)
     explicit_base = base
     if base is None and host is not None and full_name is not None:
         base = host.repository(full_name).default_branch
@@ -227,7 +239,7 @@ def _publish(
         if not git_ops.has_commit(repository, base_sha):
             git_ops.fetch(repository, remote, base, auth=auth, secrets=secrets)
         if git_ops.is_ancestor(repository, snap.head, base_sha):
-            _log.info("nothing to commit: %s has no changes that %s lacks", worktree.working_tree_dir, base)
+            _log.info("nothing to commit: %s has no changes that %s lacks", worktree.top, base)
             return PullRequestResult(branch=branch, number=None, url=None, created=False, local=host is None,
                                      description_path=None, key=key, base=base, nothing_to_commit=True)
 
@@ -235,7 +247,7 @@ def _publish(
     if host is not None and full_name is not None:
         existing = _find_pull(host, full_name, branch, key)
 
-    commit = git_ops.commit_snapshot(worktree, snap, f"{title}\n\nVibe-Key: {key}\n")
+    commit = git_ops.commit_snapshot(repository, snap, f"{title}\n\nVibe-Key: {key}\n")
     remote_sha = refs.heads.get(branch)
     if remote_sha is not None and not git_ops.has_commit(repository, remote_sha):
         git_ops.fetch(repository, remote, branch, auth=auth, secrets=secrets)
@@ -310,10 +322,10 @@ def _update_pull(
 
 
 def _write_description(
-    settings: Settings, repository: git.Repo, remote: git_ops.Remote, *, branch: str, base: str, title: str, body: str
+    settings: Settings, repository: UserRepo, remote: git_ops.Remote, *, branch: str, base: str, title: str, body: str
 ) -> Path:
     root = git_ops.common_dir(repository)
-    name = Path(str(repository.working_tree_dir)).name
+    name = repository.top.name
     folder = settings.home / "pull-requests" / f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{branch.removeprefix(_BRANCH_PREFIX)}.md"
