@@ -12,7 +12,7 @@ import importlib
 from vibe.cli._app import app
 
 # Modules whose import registers commands on `app`. Order is the order of `vibe --help`.
-_COMMAND_MODULES: tuple[str, ...] = ("run", "test", "pr", "llm", "ops", "worker", "index")
+_COMMAND_MODULES: tuple[str, ...] = ("run", "test", "pr", "llm", "ops", "worker", "index", "gc")
 
 
 def main() -> None:
