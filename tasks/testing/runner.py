@@ -1,9 +1,11 @@
 """Run a workspace's test suite in the sandbox and turn what happened into a `TestReport`.
 
-One call: optional setup (dependencies, cached by the hash of the dependency files for Python projects), the
-suite with JUnit XML written outside the workspace, a re-run of each failing test on its own (flaky or not),
-and clean-up of every temporary file and process. Expected outcomes (failures, a timeout, nothing collected,
-a setup that fails) are reports; only bad input (a missing directory, an unknown program) raises.
+One call: a disposable copy of the workspace (without `.git`), optional setup (dependencies, cached by the hash
+of the dependency files for Python projects), the suite with JUnit XML written outside the copy, a re-run of
+each failing test on its own (flaky or not), and clean-up of the copy, every temporary file and process. Only
+the report comes back. Expected outcomes (failures, a timeout, nothing collected, a setup that fails) are
+reports; bad input (a missing directory, an unknown program) raises, and so does untrusted code on a machine
+without a working bubblewrap (`SandboxUnavailableError`, unless `VIBE_SANDBOX=unsafe`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,8 +34,18 @@ from tasks.testing.junit import (
     parse_tap_output,
 )
 from tasks.testing.report import TestCaseResult, TestReport, trim_message
-from tasks.testing.sandbox import Limits, SandboxResult, run_sandboxed, sandbox_env
+from tasks.testing.sandbox import (
+    Limits,
+    SandboxPolicy,
+    SandboxResult,
+    SandboxUnavailableError,
+    bwrap_available,
+    run_sandboxed,
+    sandbox_env,
+    unavailable_message,
+)
 from vibe.errors import InputError
+from vibe.scratch import scratch_dir
 
 if TYPE_CHECKING:
     from vibe.settings import Settings
@@ -86,6 +98,12 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _setup_env(env: dict[str, str]) -> dict[str, str]:
+    # The copy has no `.git`, so setuptools-scm and hatch-vcs cannot find a version and the project's install
+    # would fail; a fixed version lets it build (the tests do not care about the number).
+    return {**env, "SETUPTOOLS_SCM_PRETEND_VERSION": "0.0.0"}
+
+
 def _venv_env(env: dict[str, str], venv: Path) -> dict[str, str]:
     return {**env, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
 
@@ -113,7 +131,7 @@ def _add_pytest_fallback(venv: Path) -> None:
 
 
 def _python_setup(
-    *, workspace: Path, setup: str, env_cache_dir: Path, run_dir: Path, limits: Limits, use_bwrap: bool | None
+    *, workspace: Path, setup: str, env_cache_dir: Path, run_dir: Path, limits: Limits, use_bwrap: bool
 ) -> tuple[Path | None, SandboxResult | None]:
     """The cached virtualenv for this setup, built (with network) on first use. Returns (venv, failed setup)."""
     base_python = sys.executable
@@ -131,7 +149,7 @@ def _python_setup(
             shutil.rmtree(venv, ignore_errors=True)
             raise InputError(f"could not create a virtualenv with {base_python}: {created.stderr.strip()}")
         _add_pytest_fallback(venv)
-        env = _venv_env(sandbox_env(run_dir), venv)
+        env = _setup_env(_venv_env(sandbox_env(run_dir), venv))
         result = run_sandboxed(
             ["sh", "-c", setup],
             workspace=workspace,
@@ -188,7 +206,7 @@ def _results(plan: TestPlan, junit_path: Path, output: str) -> list[TestCaseResu
 
 def _rerun_passes(
     plan: TestPlan, test: TestCaseResult, *, workspace: Path, run_dir: Path, env: dict[str, str], limits: Limits,
-    use_bwrap: bool | None, index: int, readonly: list[Path],
+    use_bwrap: bool, index: int, readonly: list[Path],
 ) -> bool:  # fmt: skip
     junit_path = run_dir / f"rerun-{index}.xml"
     result = run_sandboxed(
@@ -230,19 +248,89 @@ class RunnerOptions(TypedDict):
     timeout_s: float
     memory_mb: int
     env_cache_dir: Path
+    sandbox: SandboxPolicy
 
 
 def runner_options(settings: Settings, timeout_s: float | None = None) -> RunnerOptions:
     """What every entry point (CLI, flow, pipeline) passes to `run_test_suite` from the settings.
 
     Args:
-        settings: the loaded settings (`VIBE_TEST_TIMEOUT_S`, `VIBE_TEST_MEMORY_MB`, `VIBE_HOME`).
+        settings: the loaded settings (`VIBE_TEST_TIMEOUT_S`, `VIBE_TEST_MEMORY_MB`, `VIBE_HOME`, `VIBE_SANDBOX`).
         timeout_s: a per-run wall-clock limit that overrides `VIBE_TEST_TIMEOUT_S`.
     """
     return RunnerOptions(
         timeout_s=timeout_s if timeout_s is not None else settings.test_timeout_s,
         memory_mb=settings.test_memory_mb,
         env_cache_dir=settings.home / "envs",
+        sandbox="unsafe" if settings.sandbox == "unsafe" else "required",
+    )
+
+
+def _choose_bwrap(use_bwrap: bool | None, *, sandbox: SandboxPolicy, trusted_code: bool) -> tuple[bool, str | None]:
+    """Whether this run uses bubblewrap, and the warning to log and report when it does not.
+
+    Raises:
+        SandboxUnavailableError: untrusted code under the "required" policy, and bubblewrap unusable or disabled.
+    """
+    if use_bwrap is False:
+        why_not: str | None = "bubblewrap was disabled for this run (use_bwrap=False)"
+    else:
+        why_not = bwrap_available(os.environ.get("PATH"))
+    if why_not is None:
+        return True, None
+    if use_bwrap is True:
+        raise SandboxUnavailableError(unavailable_message(why_not))
+    if not trusted_code and sandbox == "required":
+        raise SandboxUnavailableError(unavailable_message(why_not))
+    if trusted_code:
+        return False, f"no network or file system isolation: {why_not}"
+    return False, f"UNSAFE: untrusted code without network or file system isolation (VIBE_SANDBOX=unsafe): {why_not}"
+
+
+def _with_warning(isolation: str, warning: str | None) -> str:
+    if warning is None:
+        return isolation
+    if " [" in isolation:
+        return isolation.replace(" [", f" [{warning}; ", 1)
+    return f"{isolation} [{warning}]"
+
+
+def _copy_file(source: str, target: str) -> None:
+    # Regular files only: opening a FIFO would block and a socket cannot be opened; neither is project content.
+    if os.path.isfile(source):
+        shutil.copy2(source, target)
+
+
+def _copy_tree(workspace: Path, target: Path) -> None:
+    """Copy the workspace (files and symlinks as they are, without `.git`) to `target`, the run's own tree."""
+    shutil.copytree(workspace, target, symlinks=True, ignore=shutil.ignore_patterns(".git"), copy_function=_copy_file)
+
+
+def _unmap(text: str, tree: Path, workspace: Path) -> str:
+    return text.replace(str(tree), str(workspace))
+
+
+def _to_tree(command: str | Sequence[str] | None, tree: Path, workspace: Path) -> str | Sequence[str] | None:
+    # A command naming paths of the workspace runs on the copy (the workspace itself is not in the sandbox).
+    if command is None:
+        return None
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    return [arg.replace(str(workspace), str(tree)) for arg in argv]
+
+
+def _report_for_workspace(report: TestReport, tree: Path, workspace: Path) -> TestReport:
+    """The report with the copy's path replaced by the workspace's, which is what users and the model know."""
+    tests = [
+        t.model_copy(update={"id": _unmap(t.id, tree, workspace), "message": _unmap(t.message, tree, workspace)})
+        for t in report.tests
+    ]
+    return report.model_copy(
+        update={
+            "tests": tests,
+            "output": _unmap(report.output, tree, workspace),
+            "summary": _unmap(report.summary, tree, workspace),
+            "command": [_unmap(arg, tree, workspace) for arg in report.command],
+        }
     )
 
 
@@ -258,27 +346,39 @@ def run_test_suite(
     max_processes: int = 1024,
     file_size_mb: int = 1024,
     max_reruns: int = 10,
+    sandbox: SandboxPolicy = "required",
+    trusted_code: bool = False,
     use_bwrap: bool | None = None,
 ) -> TestReport:
-    """Run the test suite of `workspace` in the sandbox and report every test.
+    """Run the test suite of `workspace` in the sandbox, on a disposable copy, and report every test.
+
+    The workspace is copied (without `.git`) into the run's private directory; setup, the suite and the re-runs
+    run on that copy, which is removed afterwards. Nothing a test writes reaches the workspace: the report is
+    all that comes back, with the copy's path shown as the workspace's.
 
     Args:
-        workspace: the checked-out project (usually a `tasks.workspace.Workspace.path`). Only it is writable.
+        workspace: the checked-out project (usually a `tasks.workspace.Workspace.path`); it is only read.
         command: the test command (a string is split like a shell would, without a shell); None detects it.
+            Paths inside `workspace` in it are run on the copy.
         timeout_s: wall-clock limit of the whole run (setup and re-runs have their own budget of the same size).
         memory_mb: address-space limit of each process.
         setup: a shell command installing what the tests need (`pip install -r requirements-dev.txt pytest`).
             Python projects get a virtualenv (the setup's `pip install` goes there; the runner's pytest stays
             available behind it) under `env_cache_dir/<hash of setup and dependency files>`, built once and
             reused; without `env_cache_dir` it is private to the run. Other projects run the setup in the
-            workspace before each run (`npm ci`). Setup keeps network access; the tests never have it (under
+            copy before each run (`npm ci`). Setup keeps network access; the tests never have it (under
             bubblewrap).
         rerun_failures: re-run each failing test on its own once; one that passes then counts as flaky.
         env_cache_dir: where cached setup environments live (the CLI passes `settings.home / "envs"`).
         max_processes: processes and threads the run may have at once.
         file_size_mb: largest file the run may write.
         max_reruns: at most this many failing tests are re-run (a suite with many failures is not flaky).
-        use_bwrap: True requires bubblewrap, False disables it, None uses it where it works.
+        sandbox: `VIBE_SANDBOX` (`runner_options` passes it): "required" refuses to run untrusted code without
+            bubblewrap; "unsafe" runs it anyway, with a warning on every run and in `report.isolation`.
+        trusted_code: the code is the user's own (`vibe test` on their tree), not the model's: it may run
+            without bubblewrap under either policy, with the warning. Leave False for anything the model wrote.
+        use_bwrap: True requires bubblewrap; None (the default) uses it where it works; False disables it, which
+            only trusted code or the "unsafe" policy may do.
 
     Returns:
         The report; `report.ok` says whether the suite passed.
@@ -286,107 +386,126 @@ def run_test_suite(
     Raises:
         InputError: `workspace` is not a directory, no tests can be found and no command was given, or the
             command's program does not exist.
+        SandboxUnavailableError: untrusted code under the "required" policy (or `use_bwrap=True`) and
+            bubblewrap does not work here or was disabled; nothing ran.
     """
     workspace = Path(workspace).expanduser().resolve()
     if not workspace.is_dir():
         raise InputError(f"{workspace} is not a directory: nothing to test")
+    bwrap, warning = _choose_bwrap(use_bwrap, sandbox=sandbox, trusted_code=trusted_code)
+    if warning is not None:
+        logger.warning("test run of %s without bubblewrap: %s", workspace, warning)
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_processes=max_processes, file_size_mb=file_size_mb)
     started = time.monotonic()
-    run_dir = Path(tempfile.mkdtemp(prefix="vibe-testrun-")).resolve()
+    run_dir = scratch_dir("vibe-testrun-")
     try:
-        env = sandbox_env(run_dir)
-        venv: Path | None = None
-        if setup:
-            if _is_python(workspace, command):
-                # Without a cache directory the virtualenv is private to this run; never the runner's own one.
-                cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
-                venv, failed = _python_setup(
-                    workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits,
-                    use_bwrap=use_bwrap,
-                )  # fmt: skip
-            else:
-                result = run_sandboxed(
-                    ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=env, limits=limits,
-                    use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
-                )  # fmt: skip
-                failed = result if result.timed_out or result.exit_code != 0 else None
-            if failed is not None:
-                how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
-                return TestReport(
-                    errors=1,
-                    exit_code=failed.exit_code,
-                    timed_out=failed.timed_out,
-                    duration_s=time.monotonic() - started,
-                    isolation=failed.isolation,
-                    command=["sh", "-c", setup],
-                    runner="setup",
-                    summary=f"setup failed: `{setup}` {how}",
-                    output=failed.output[-_OUTPUT_CHARS:],
-                )
-            if venv is not None:
-                env = _venv_env(env, venv)
-        python = str(venv / "bin" / "python") if venv is not None else _default_python()
-        plan = plan_tests(workspace, command, python=python)
-        if resolve_program(plan.command[0], workspace=workspace, path_env=env["PATH"]) is None:
-            hint = "" if plan.explicit else f" (needed for this project's tests: found {plan.reason})"
-            raise InputError(f"command not found: {plan.command[0]!r}{hint}")
-
-        junit_path = run_dir / "junit.xml"
-        argv = plan.run_argv(junit_path)
-        logger.info("running %s in %s", " ".join(argv), workspace)
-        readonly = [*_interpreter_dirs(), *([venv] if venv is not None else [])]
-        result = run_sandboxed(
-            argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap, readonly=readonly
-        )
-        logger.info("test isolation: %s", result.isolation)
-        tests = _results(plan, junit_path, result.output)
-        hung: str | None = None
-        if result.timed_out and plan.runner == "pytest" and not tests:
-            tests, hung = _progress_until_timeout(run_dir / "output.log", limits.timeout_s)
-
-        if rerun_failures and plan.can_rerun() and not result.timed_out:
-            # A pytest id without "::" is a collection error of a whole file: nothing to re-run alone.
-            failing = [
-                t for t in tests if t.outcome in ("failed", "error") and ("::" in t.id or plan.runner != "pytest")
-            ]
-            reruns_started = time.monotonic()
-            for index, test in enumerate(failing[:max_reruns]):
-                left = limits.timeout_s - (time.monotonic() - reruns_started)
-                if left < _MIN_RERUN_S:
-                    break
-                rerun_limits = Limits(
-                    timeout_s=min(left, limits.timeout_s), memory_mb=memory_mb, max_processes=max_processes,
-                    file_size_mb=file_size_mb,
-                )  # fmt: skip
-                if _rerun_passes(plan, test, workspace=workspace, run_dir=run_dir, env=env, limits=rerun_limits,
-                                 use_bwrap=use_bwrap, index=index, readonly=readonly):  # fmt: skip
-                    message = trim_message(f"flaky: failed, then passed when re-run alone\n{test.message}")
-                    tests = [
-                        t.model_copy(update={"outcome": "passed", "flaky": True, "message": message})
-                        if t.id == test.id else t
-                        for t in tests
-                    ]  # fmt: skip
-
-        counts = {
-            "passed": sum(t.outcome == "passed" and not t.flaky for t in tests),
-            "failed": sum(t.outcome == "failed" for t in tests),
-            "errors": sum(t.outcome == "error" for t in tests),
-            "skipped": sum(t.outcome == "skipped" for t in tests),
-            "flaky": sum(t.flaky for t in tests),
-        }
-        draft = TestReport(**counts, tests=tests)
-        return TestReport(
-            **counts,
-            tests=tests,
-            timed_out=result.timed_out,
-            exit_code=result.exit_code,
-            duration_s=time.monotonic() - started,
-            isolation=result.isolation,
-            # What a person would type; the result-file arguments pointed into a directory that is gone now.
-            command=list(plan.command),
-            runner=plan.runner,
-            summary=_summary(plan, draft.counts_line(), result, tests, timeout_s=limits.timeout_s, hung=hung),
-            output=result.output[-_OUTPUT_CHARS:],
-        )
+        tree = run_dir / "work" / workspace.name
+        _copy_tree(workspace, tree)
+        report = _run_on_copy(
+            tree, run_dir=run_dir, command=_to_tree(command, tree, workspace), setup=setup, limits=limits,
+            rerun_failures=rerun_failures, env_cache_dir=env_cache_dir, max_reruns=max_reruns, use_bwrap=bwrap,
+            started=started,
+        )  # fmt: skip
+        report = report.model_copy(update={"isolation": _with_warning(report.isolation, warning)})
+        return _report_for_workspace(report, tree, workspace)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run_on_copy(
+    workspace: Path, *, run_dir: Path, command: str | Sequence[str] | None, setup: str | None, limits: Limits,
+    rerun_failures: bool, env_cache_dir: Path | None, max_reruns: int, use_bwrap: bool, started: float,
+) -> TestReport:  # fmt: skip
+    """Setup, suite and re-runs in `workspace` (the run's copy)."""
+    env = sandbox_env(run_dir)
+    venv: Path | None = None
+    if setup:
+        if _is_python(workspace, command):
+            # Without a cache directory the virtualenv is private to this run; never the runner's own one.
+            cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
+            venv, failed = _python_setup(
+                workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits,
+                use_bwrap=use_bwrap,
+            )  # fmt: skip
+        else:
+            result = run_sandboxed(
+                ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=_setup_env(env), limits=limits,
+                use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
+            )  # fmt: skip
+            failed = result if result.timed_out or result.exit_code != 0 else None
+        if failed is not None:
+            how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
+            return TestReport(
+                errors=1,
+                exit_code=failed.exit_code,
+                timed_out=failed.timed_out,
+                duration_s=time.monotonic() - started,
+                isolation=failed.isolation,
+                command=["sh", "-c", setup],
+                runner="setup",
+                summary=f"setup failed: `{setup}` {how}",
+                output=failed.output[-_OUTPUT_CHARS:],
+            )
+        if venv is not None:
+            env = _venv_env(env, venv)
+    python = str(venv / "bin" / "python") if venv is not None else _default_python()
+    plan = plan_tests(workspace, command, python=python)
+    if resolve_program(plan.command[0], workspace=workspace, path_env=env["PATH"]) is None:
+        hint = "" if plan.explicit else f" (needed for this project's tests: found {plan.reason})"
+        raise InputError(f"command not found: {plan.command[0]!r}{hint}")
+
+    junit_path = run_dir / "junit.xml"
+    argv = plan.run_argv(junit_path)
+    logger.info("running %s in %s", " ".join(argv), workspace)
+    readonly = [*_interpreter_dirs(), *([venv] if venv is not None else [])]
+    result = run_sandboxed(
+        argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap, readonly=readonly
+    )
+    logger.info("test isolation: %s", result.isolation)
+    tests = _results(plan, junit_path, result.output)
+    hung: str | None = None
+    if result.timed_out and plan.runner == "pytest" and not tests:
+        tests, hung = _progress_until_timeout(run_dir / "output.log", limits.timeout_s)
+
+    if rerun_failures and plan.can_rerun() and not result.timed_out:
+        # A pytest id without "::" is a collection error of a whole file: nothing to re-run alone.
+        failing = [t for t in tests if t.outcome in ("failed", "error") and ("::" in t.id or plan.runner != "pytest")]
+        reruns_started = time.monotonic()
+        for index, test in enumerate(failing[:max_reruns]):
+            left = limits.timeout_s - (time.monotonic() - reruns_started)
+            if left < _MIN_RERUN_S:
+                break
+            rerun_limits = Limits(
+                timeout_s=min(left, limits.timeout_s), memory_mb=limits.memory_mb,
+                max_processes=limits.max_processes, file_size_mb=limits.file_size_mb,
+            )  # fmt: skip
+            if _rerun_passes(plan, test, workspace=workspace, run_dir=run_dir, env=env, limits=rerun_limits,
+                             use_bwrap=use_bwrap, index=index, readonly=readonly):  # fmt: skip
+                message = trim_message(f"flaky: failed, then passed when re-run alone\n{test.message}")
+                tests = [
+                    t.model_copy(update={"outcome": "passed", "flaky": True, "message": message})
+                    if t.id == test.id else t
+                    for t in tests
+                ]  # fmt: skip
+
+    counts = {
+        "passed": sum(t.outcome == "passed" and not t.flaky for t in tests),
+        "failed": sum(t.outcome == "failed" for t in tests),
+        "errors": sum(t.outcome == "error" for t in tests),
+        "skipped": sum(t.outcome == "skipped" for t in tests),
+        "flaky": sum(t.flaky for t in tests),
+    }
+    draft = TestReport(**counts, tests=tests)
+    return TestReport(
+        **counts,
+        tests=tests,
+        timed_out=result.timed_out,
+        exit_code=result.exit_code,
+        duration_s=time.monotonic() - started,
+        isolation=result.isolation,
+        # What a person would type; the result-file arguments pointed into a directory that is gone now.
+        command=list(plan.command),
+        runner=plan.runner,
+        summary=_summary(plan, draft.counts_line(), result, tests, timeout_s=limits.timeout_s, hung=hung),
+        output=result.output[-_OUTPUT_CHARS:],
+    )

@@ -6,9 +6,12 @@ Layers, each used when the machine allows it and named in `SandboxResult.isolati
 - always: its own process group and session; a wall-clock timeout that kills the whole group; RLIMIT_AS
   (memory), RLIMIT_CPU, RLIMIT_FSIZE; an environment reduced to an allow-list, with a private HOME and TMPDIR;
   output to a file outside the workspace (a child that keeps the pipe open cannot hang us).
-- bubblewrap (`bwrap`): new user, pid, network, ipc and uts namespaces, all capabilities dropped, the whole
-  file system read-only except the workspace and the run's private directory, a private /tmp and /dev/shm.
-  The network namespace has only its own loopback. Killing the sandbox's pid 1 kills everything inside.
+- bubblewrap (`bwrap`): new user, pid, network, ipc, uts and cgroup namespaces, all capabilities dropped, and
+  an explicit mount plan (`mount_plan`): read-only system directories (`/usr`, `/lib*`, `/bin`, `/sbin`), a
+  minimal `/etc`, the interpreter's prefixes, the toolchains and the cached virtualenv; writable only the run's
+  private directory (which holds the copy of the workspace); a private /tmp, /dev/shm, /dev and /proc. Nothing
+  of /root, /home, /var, /run, VIBE_HOME or host unix sockets exists inside. The network namespace has only
+  its own loopback. Killing the sandbox's pid 1 kills everything inside.
 - a pids cgroup (as root, where the cgroup file system is writable): a hard cap on processes and threads for
   the command and all its descendants, and a way to find and kill every one of them afterwards.
   RLIMIT_NPROC is per user and never binds for root, so without a cgroup a root run has no process cap; for
@@ -33,10 +36,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from vibe.errors import ConfigError
 
 __all__ = [
-    "Limits", "SandboxResult", "bwrap_available", "hidden_paths", "process_limit_available", "run_sandboxed",
-    "sandbox_env",
+    "Limits", "MountPlan", "SandboxPolicy", "SandboxResult", "SandboxUnavailableError", "bwrap_available",
+    "mount_plan", "process_limit_available", "run_sandboxed", "sandbox_env",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -52,6 +58,17 @@ ENV_ALLOW_LIST: frozenset[str] = frozenset(
         "GOMODCACHE", "GOFLAGS", "GOTOOLCHAIN", "JAVA_HOME", "NODE_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
     }
 )  # fmt: skip
+
+
+# `VIBE_SANDBOX`: "required" refuses to run untrusted code without bubblewrap; "unsafe" runs it anyway, warning.
+SandboxPolicy = Literal["required", "unsafe"]
+
+
+class SandboxUnavailableError(ConfigError):
+    """Untrusted code was to run but bubblewrap does not work here, and `VIBE_SANDBOX=unsafe` was not set.
+
+    Nothing ran. The message says why bubblewrap is unusable, how to install it and how to opt out.
+    """
 
 
 @dataclass(frozen=True)
@@ -131,78 +148,190 @@ def sandbox_env(
     return env
 
 
-def _bwrap_args(
-    binary: str, workspace: Path, writable: Sequence[Path], readonly: Sequence[Path], *, network: bool
-) -> list[str]:
-    args = [binary, "--unshare-all"]
-    if network:
-        args.append("--share-net")
-    args += [
-        "--die-with-parent",
-        "--cap-drop", "ALL",
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--tmpfs", "/dev/shm",  # noqa: S108 -- a private tmpfs inside the sandbox
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",  # noqa: S108 -- a private tmpfs inside the sandbox
-    ]  # fmt: skip
-    # Binds come after the /tmp tmpfs so that directories under /tmp reappear inside it.
-    for path in readonly:
-        args += ["--ro-bind", str(path), str(path)]
-    for path in (*writable, workspace):
-        args += ["--bind", str(path), str(path)]
-    args += ["--chdir", str(workspace), "--"]
-    return args
+# Read-only system directories interpreters and toolchains need. On merged-/usr systems the top-level ones are
+# symlinks into /usr and are recreated as symlinks.
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The part of /etc that programs read to resolve users, names, certificates and shared libraries. Not shadow,
+# gshadow, sudoers, ssh, ssl/private, or anything else that holds a secret or the machine's configuration.
+_ETC_ENTRIES = (
+    "passwd", "group", "hosts", "host.conf", "resolv.conf", "nsswitch.conf", "gai.conf", "protocols", "services",
+    "ssl/certs", "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf", "pki/tls/certs",
+    "pki/ca-trust/extracted", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime",
+    "timezone", "mime.types", "os-release",
+)  # fmt: skip
+# Only for setup steps: pip's own configuration (an index mirror, a certificate bundle) to download dependencies.
+_ETC_SETUP_ENTRIES = ("pip.conf",)
+# Toolchain homes that `sandbox_env` passes on, and the parts of each that a build or a test run reads. Not
+# CARGO_HOME's credentials.toml or config.toml (registry tokens), nor GOPATH/src (source code of other projects).
+_TOOLCHAIN_HOMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("RUSTUP_HOME", ("",)),
+    ("CARGO_HOME", ("bin", "registry", "git")),
+    ("GOROOT", ("",)),
+    ("GOPATH", ("bin", "pkg/mod")),
+    ("GOMODCACHE", ("",)),
+    ("JAVA_HOME", ("",)),
+)
+# Toolchain programs whose installation directory is bound when they live outside the system directories
+# (a Go or Node.js unpacked under /opt or a home directory).
+_TOOLCHAIN_PROGRAMS = ("cargo", "rustc", "go", "node", "npm", "npx", "java")
 
 
-_PRIVATE_MOUNTS = (Path("/tmp"), Path("/dev/shm"))  # noqa: S108 -- the sandbox's own tmpfs mounts
+# Never bound, nor any directory holding one of them: bound directories sit below these, never at or above.
+_NEVER_BOUND = tuple(
+    Path(p)
+    for p in ("/", "/root", "/home", "/var", "/run", "/srv", "/mnt", "/media", "/opt", "/tmp", "/etc", "/boot")  # noqa: S108
+)
+_NOT_UNDER = tuple(Path(p) for p in ("/proc", "/sys", "/dev"))
 
 
-def _git_common_dir(workspace: Path) -> Path | None:
-    # A worktree's `.git` is a file pointing into the main repository's `.git`; git inside the sandbox needs it.
-    dot_git = workspace / ".git"
-    try:
-        if not dot_git.is_file():
-            return None
-        text = dot_git.read_text().strip()
-        if not text.startswith("gitdir:"):
-            return None
-        gitdir = (workspace / text.removeprefix("gitdir:").strip()).resolve()
-        common = gitdir / "commondir"
-        return (gitdir / common.read_text().strip()).resolve() if common.is_file() else gitdir
-    except OSError:
-        return None
+def _covers(outer: Path, inner: Path) -> bool:
+    return outer == inner or outer in inner.parents
 
 
-def hidden_paths(
-    command: Sequence[str], env: Mapping[str, str], workspace: Path, extra: Sequence[Path] = ()
-) -> list[Path]:
-    """Directories the command needs that the sandbox's private /tmp would hide, to bind read-only.
+def _bindable(path: Path, home: Path) -> bool:
+    if not path.is_absolute() or not path.exists():
+        return False
+    if any(_covers(path, never) for never in (*_NEVER_BOUND, home)):
+        return False
+    return not any(_covers(root, path) for root in _NOT_UNDER)
 
-    The interpreter's environment, PATH entries (a `bin` directory brings its parent: a virtualenv), the
-    program's own directory, the repository behind a worktree, and `extra`, when they live under /tmp.
+
+def _install_dir(program: Path) -> Path:
+    # A program in `<prefix>/bin` brings its prefix (a virtualenv, a Go or Node.js installation).
+    return program.parent.parent if program.parent.name == "bin" else program.parent
+
+
+@dataclass(frozen=True)
+class MountPlan:
+    """What a sandboxed command sees of the machine's file system; everything else does not exist for it.
+
+    Attributes:
+        symlinks: (target, link) pairs recreating merged-/usr links such as `/lib -> usr/lib`.
+        readonly: host directories and files bound read-only at the same path.
+        writable: host directories bound writable at the same path (the run directory, the workspace copy,
+            a virtualenv being built).
+        network: the host's network is shared (setup steps); otherwise only a private loopback exists.
     """
-    candidates: list[Path] = [Path(p) for p in extra]
-    for entry in env.get("PATH", "").split(os.pathsep):
-        if entry:
-            path = Path(entry)
-            candidates.append(path.parent if path.name == "bin" else path)
-    if command and "/" in command[0]:
-        program = Path(command[0])
-        candidates.append(program.parent.parent if program.parent.name == "bin" else program.parent)
-    common = _git_common_dir(workspace)
-    if common is not None:
-        candidates.append(common)
-    found: list[Path] = []
-    for path in candidates:
-        if not path.is_absolute() or not path.exists():
-            continue
-        if not any(path == m or m in path.parents for m in _PRIVATE_MOUNTS):
-            continue
-        if path == workspace or workspace in path.parents or path in found:
-            continue
-        found.append(path)
-    return found
+
+    symlinks: tuple[tuple[str, Path], ...]
+    readonly: tuple[Path, ...]
+    writable: tuple[Path, ...]
+    network: bool
+
+    def bwrap_args(self, binary: str, chdir: Path) -> list[str]:
+        """The bubblewrap command line (up to and including `--`) that sets up this plan and enters `chdir`."""
+        args = [binary, "--unshare-all"]
+        if self.network:
+            args.append("--share-net")
+        args += ["--die-with-parent", "--cap-drop", "ALL", "--perms", "0755", "--dir", "/etc"]
+        for target, link in self.symlinks:
+            args += ["--symlink", target, str(link)]
+        binds = [(path, "--ro-bind") for path in self.readonly] + [(path, "--bind") for path in self.writable]
+        # Parents before children, so a read-only directory inside a writable one stays read-only.
+        binds.sort(key=lambda bind: len(bind[0].parts))
+        system = [(path, flag) for path, flag in binds if not _covers(Path("/tmp"), path)]  # noqa: S108
+        under_tmp = [(path, flag) for path, flag in binds if _covers(Path("/tmp"), path)]  # noqa: S108
+        for path, flag in system:
+            args += [flag, str(path), str(path)]
+        args += [
+            "--dev", "/dev",
+            "--tmpfs", "/dev/shm",  # noqa: S108 -- a private tmpfs inside the sandbox
+            "--proc", "/proc",
+            "--tmpfs", "/tmp",  # noqa: S108 -- a private tmpfs inside the sandbox
+        ]  # fmt: skip
+        # Directories under /tmp (the run directory, a CI checkout's virtualenv) reappear inside the new tmpfs.
+        for path, flag in under_tmp:
+            args += [flag, str(path), str(path)]
+        # The sandbox's own root (a tmpfs holding the mount points) becomes read-only too: a write anywhere but
+        # the writable binds, /tmp and /dev/shm fails with EROFS instead of landing in a throw-away directory.
+        args += ["--remount-ro", "/", "--chdir", str(chdir), "--"]
+        return args
+
+
+def mount_plan(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    workspace: Path,
+    writable: Sequence[Path] = (),
+    readonly: Sequence[Path] = (),
+    network: bool = False,
+) -> MountPlan:
+    """The file system a sandboxed command gets: system directories, a minimal /etc, toolchains, given binds.
+
+    Args:
+        command: the command; the installation directory of its program is bound read-only when it lies
+            outside the system directories.
+        env: the command's environment: the toolchain homes in it (`CARGO_HOME`, `RUSTUP_HOME`, `GOROOT`,
+            `GOPATH`, ...) and the toolchain programs on its PATH are bound read-only (the parts they need).
+        workspace: bound writable (normally it lies inside a writable run directory already).
+        writable: directories bound writable (the run directory, a virtualenv being built).
+        readonly: directories bound read-only (the interpreter's prefixes, a cached virtualenv).
+        network: the command shares the host's network (setup steps).
+    """
+    home = Path.home()
+    symlinks: list[tuple[str, Path]] = []
+    bound: dict[Path, bool] = {}  # path -> writable
+    for name in _SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():
+            symlinks.append((os.readlink(path), path))
+        elif path.is_dir():
+            bound[path] = False
+    etc = (*_ETC_ENTRIES, *(_ETC_SETUP_ENTRIES if network else ()))
+    for entry in etc:
+        path = Path("/etc") / entry
+        if path.exists():
+            bound[path] = False
+
+    candidates: list[tuple[Path, bool]] = [(Path(p), False) for p in readonly]
+    for variable, parts in _TOOLCHAIN_HOMES:
+        if env.get(variable):
+            candidates += [(Path(env[variable]) / part, False) for part in parts]
+    candidates += [(Path(p), True) for p in (*writable, workspace)]
+
+    def covered(path: Path, is_writable: bool) -> bool:
+        # Already visible with the same access through a bound directory (or a recreated /usr symlink).
+        real = path.resolve()
+        nearest = max((b for b in bound if _covers(b, real)), key=lambda b: len(b.parts), default=None)
+        return nearest is not None and bound[nearest] == is_writable
+
+    def bind(path: Path, is_writable: bool) -> None:
+        for variant in dict.fromkeys((path, path.resolve())):
+            if _bindable(variant, home) and not covered(variant, is_writable) and variant not in bound:
+                bound[variant] = is_writable
+
+    # Parents before children, so a read-only directory inside a writable one stays read-only.
+    for path, is_writable in sorted(candidates, key=lambda c: len(c[0].parts)):
+        bind(path, is_writable)
+    # Programs last, and only those not visible yet: cargo in CARGO_HOME/bin must not bring all of CARGO_HOME.
+    programs = [shutil.which(name, path=env.get("PATH")) for name in _TOOLCHAIN_PROGRAMS]
+    if command and "/" not in command[0]:
+        programs.append(shutil.which(command[0], path=env.get("PATH")))
+    elif command and Path(command[0]).is_absolute():
+        programs.append(command[0])
+    for program in filter(None, programs):
+        path = Path(program)
+        if not (covered(path, False) and covered(path.resolve(), False)):
+            bind(_install_dir(path), False)
+            bind(_install_dir(path.resolve()), False)
+    ordered = sorted(bound, key=lambda b: len(b.parts))
+    return MountPlan(
+        symlinks=tuple(symlinks),
+        readonly=tuple(b for b in ordered if not bound[b]),
+        writable=tuple(b for b in ordered if bound[b]),
+        network=network,
+    )
+
+
+def unavailable_message(why_not: str) -> str:
+    """What a refused untrusted run tells the operator: why bubblewrap is missing and the two ways on."""
+    return (
+        f"refusing to run untrusted (model-written) code without a sandbox: {why_not}. Install bubblewrap "
+        "(Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) and, as a non-root user, "
+        "allow unprivileged user namespaces; or set VIBE_SANDBOX=unsafe to run it without file system and network "
+        "isolation (it can then read your files and secrets)"
+    )
 
 
 def bwrap_available(path_env: str | None = None) -> str | None:
@@ -222,7 +351,7 @@ def _probe_bwrap(binary: str) -> str | None:
     probe_dir = Path(tempfile.mkdtemp(prefix="vibe-bwrap-probe-"))
     try:
         proc = subprocess.run(
-            [*_bwrap_args(binary, probe_dir, (), (), network=False), "true"],
+            [*mount_plan(["true"], {}, workspace=probe_dir).bwrap_args(binary, probe_dir), "true"],
             capture_output=True,
             timeout=30,
             check=False,
@@ -407,10 +536,12 @@ def run_sandboxed(
         run_dir: the run's private directory, outside the workspace; the output file is written there.
         env: the complete environment of the command (see `sandbox_env`).
         limits: resource limits.
-        use_bwrap: True requires bubblewrap, False skips it, None uses it when it works here.
+        use_bwrap: True requires bubblewrap (`SandboxUnavailableError` when it does not work), False skips it,
+            None uses it when it works here and warns when it does not.
         network: keep the network (setup steps that download dependencies); tests run without.
         writable: more directories the command may write (e.g. a virtualenv being built).
-        readonly: directories the command reads that may live under /tmp (a virtualenv); bound read-only.
+        readonly: directories the command reads besides the system ones (the interpreter's prefixes, a
+            virtualenv); bound read-only under bubblewrap, where nothing else of the machine is visible.
         output_name: file name of the combined stdout/stderr inside `run_dir`.
         max_output_chars: how much of the output's end is returned.
 
@@ -425,11 +556,13 @@ def run_sandboxed(
     bwrap = shutil.which("bwrap", path=env.get("PATH"))
     why_not = bwrap_available(env.get("PATH")) if use_bwrap is not False else "disabled"
     if use_bwrap and why_not is not None:
-        raise RuntimeError(f"bubblewrap was required but {why_not}")
+        raise SandboxUnavailableError(unavailable_message(why_not))
     if why_not is None:
-        binds = hidden_paths(command, env, workspace, readonly)
-        prefix = _bwrap_args(str(bwrap), workspace, (run_dir, *writable), binds, network=network)
-        layers.insert(0, "bwrap(" + ("net," if network else "no-net,") + "pid,user,ro-fs)")
+        plan = mount_plan(
+            command, env, workspace=workspace, writable=(run_dir, *writable), readonly=readonly, network=network
+        )
+        prefix = plan.bwrap_args(str(bwrap), workspace)
+        layers.insert(0, "bwrap(" + ("net," if network else "no-net,") + "pid,user,mount-plan)")
     elif use_bwrap is None:
         missing.append(f"no network or file system isolation: {why_not}")
         logger.warning("sandbox without bubblewrap (%s): the network and the file system are not isolated", why_not)
