@@ -50,9 +50,11 @@ def run_tests(
         if patch:
             workspace.apply_patch(patch)
         update_progress_artifact(progress, 20.0, description="Running the tests")
+        # With a patch the code is the pipeline's (the model's): untrusted, bubblewrap required.
         report = run_test_suite_task(
-            workspace.path, command=command, setup=setup, **runner_options(settings, timeout_s)
-        )
+            workspace.path, command=command, setup=setup, trusted_code=patch is None,
+            **runner_options(settings, timeout_s),
+        )  # fmt: skip
     update_progress_artifact(progress, 90.0, description="Publishing the results")
     publish_test_artifacts(report)
     update_progress_artifact(progress, 100.0, description=f"Done: {report.summary or report.counts_line()}")

@@ -50,8 +50,9 @@ def run_test_command(
             from tasks.workspace import open_workspace
 
             with open_workspace(path, ref, include_uncommitted=include_uncommitted) as workspace:
+                # The user's own tree: it may run without bubblewrap (with a warning), unlike the model's code.
                 report = run_test_suite(
-                    workspace.path, command=command, setup=setup, **runner_options(settings, timeout)
+                    workspace.path, command=command, setup=setup, trusted_code=True, **runner_options(settings, timeout)
                 )
     except VibeError as exc:
         fail(exc)
