@@ -1,7 +1,8 @@
-"""Pull requests: commit a workspace's changes on a key's branch, push it with a lease, open or update its PR.
+"""Pull requests: commit a record of edits (or the user's tree) on a key's branch, push it, open or update its PR.
 
 Public API:
     publish_pull_request: the idempotent publish (plain function; see `publish.py` for the sequence).
+    ChangeSet: the record of validated edits it publishes (`changes=`), from `tasks.workspace`.
     PullRequestResult: its outcome (`to_json_dict()` is what `vibe pr --json` prints).
     render_pr_body: the pipeline's PR description, ending with the hidden marker of its key.
     GitHubClient / PullRequestHost: the GitHub adapter (PyGithub) and the interface it implements.
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from tasks.pull_requests.body import marker, marker_key, render_pr_body
 from tasks.pull_requests.protocol import PullRequestHost, PullRequestInfo, RepositoryInfo
 from tasks.pull_requests.publish import PullRequestResult, branch_for, default_key, describe, publish_pull_request
+from tasks.workspace import ChangeSet
 
 if TYPE_CHECKING:
     from tasks.pull_requests.github import GitHubClient
 
 __all__ = [
+    "ChangeSet",
     "GitHubClient",
     "PullRequestHost",
     "PullRequestInfo",

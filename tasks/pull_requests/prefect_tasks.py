@@ -3,6 +3,9 @@
 No task retries here: GitHub API faults are retried inside `GitHubClient` (the one retry layer), and a failed
 push is not retryable by repetition (a lease, hook or fast-forward rejection needs a new run or a fix). No
 caching either: the inputs include `Settings`, whose secrets must never feed a cache key.
+
+The task takes the function's parameters unchanged, so the pipeline passes `changes=ChangeSet(...)` (the
+record of validated edits) and never `source=` a workspace.
 """
 
 from __future__ import annotations
