@@ -26,14 +26,15 @@ _HOOKS = ("pre-commit", "post-commit", "post-checkout", "post-index-change", "re
 
 def _script(path: Path, markers: Path, role: str, *, passthrough: bool) -> None:
     tail = "cat\n" if passthrough else "cat >/dev/null 2>&1 || true\nexit 0\n"
-    path.write_text(f"#!/bin/sh\nenv > '{markers}/{role}.$$.env'\n{tail}")
+    path.write_text(f"#!/bin/sh\nenv > '{markers}/{role}.'$$'.env'\n{tail}")
     path.chmod(0o755)
 
 
-def plant(tree: Path, markers: Path, *, variant: str = "gitfile") -> None:
+def plant(tree: Path, markers: Path, *, variant: str = "gitfile", objects: Path | None = None) -> None:
     """Make `tree` hostile: a `.git` (`variant` "gitfile" or "gitdir") whose config runs marker scripts.
 
-    `.git` is removed first if present; `markers` must exist.
+    `.git` is removed first if present; `markers` must exist. `objects` (the victim's object directory, which
+    a test can read) makes the attacker's repository a working one: it sees every commit of the victim's.
     """
     evil = tree / (".evilgit" if variant == "gitfile" else ".git")
     dot_git = tree / ".git"
@@ -42,6 +43,8 @@ def plant(tree: Path, markers: Path, *, variant: str = "gitfile") -> None:
     else:
         dot_git.unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True, capture_output=True)
+    if objects is not None:
+        (evil / "objects" / "info" / "alternates").write_text(f"{objects}\n")
     bin_dir = tree / ".evilbin"
     bin_dir.mkdir(exist_ok=True)
     for role, passthrough in (("fsmonitor", False), ("filter-clean", True), ("filter-smudge", True),

