@@ -1,4 +1,4 @@
-"""The LLM cache: answers keyed by the canonical request, single-flight locks, and provider cooldowns.
+"""The LLM cache: answers keyed by the canonical request, single-flight locks and hit counters.
 
 Two backends behind one `LLMCache` protocol:
 
@@ -13,7 +13,7 @@ stored nor returned (the manager refuses such replies first; this is the second 
 <prefix>:llm:v1:<sha256>        the cached response (TTL = settings.cache_ttl_s)
 <prefix>:llm:stats:hits|misses  counters
 <prefix>:llm-lock:v1:<sha256>   single-flight lock: a random token, PX = the lock TTL
-<prefix>:cooldown:<provider>    a provider cooling down: PX = the cooldown
+<prefix>:cooldown:<provider>    a provider cooling down (written by `cooldowns.py` on this connection)
 ```
 
 Single-flight: a caller that misses takes the lock (`SET NX PX` + token; released by a compare-and-delete
@@ -99,7 +99,7 @@ class CacheStats:
 
 
 class LLMCache(Protocol):
-    """The LLM cache and the small shared state the provider manager keeps beside it (cooldowns).
+    """The LLM cache: answers, single-flight locks and counters (cooldowns are `providers.cooldowns`).
 
     `backend` is `redis` or `embedded`, `location` where it lives (a URL without password, or a path), `prefix`
     the namespace its keys live under (callers build keys with `cache_key(cache.prefix, ...)`).
@@ -139,14 +139,6 @@ class LLMCache(Protocol):
 
     async def clear(self) -> int:
         """Delete this prefix's cached entries and counters; return how many keys were deleted."""
-        ...
-
-    async def cool_down(self, provider: str, seconds: float) -> None:
-        """Mark `provider` as cooling down for `seconds`, for every process sharing this store."""
-        ...
-
-    async def cooldown_left(self, provider: str) -> float:
-        """Seconds `provider` still cools down (0.0 when it does not)."""
         ...
 
     async def aclose(self) -> None:
@@ -380,16 +372,6 @@ class RedisCache(_LockWaiter):
 
         return await self._run(delete)
 
-    async def cool_down(self, provider: str, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        ms = max(1, int(seconds * 1000))
-        await self._run(lambda: self._client.set(f"{self.prefix}:cooldown:{provider}", b"1", px=ms))
-
-    async def cooldown_left(self, provider: str) -> float:
-        ms = await self._run(lambda: self._client.pttl(f"{self.prefix}:cooldown:{provider}"))
-        return max(0.0, int(ms) / 1000)
-
     async def aclose(self) -> None:
         try:
             await self._client.aclose()
@@ -552,28 +534,6 @@ class EmbeddedCache(_LockWaiter):
             return int(entries) + int(counters)
 
         return await self._run(delete)
-
-    async def cool_down(self, provider: str, seconds: float) -> None:
-        if seconds <= 0:
-            return
-
-        def store(db: sqlite3.Connection) -> None:
-            with _transaction(db):
-                db.execute(
-                    "INSERT OR REPLACE INTO cooldowns (key, until) VALUES (?, ?)",
-                    (f"{self.prefix}:cooldown:{provider}", time.time() + seconds),
-                )
-
-        await self._run(store)
-
-    async def cooldown_left(self, provider: str) -> float:
-        def read(db: sqlite3.Connection) -> float:
-            row = db.execute(
-                "SELECT until FROM cooldowns WHERE key = ?", (f"{self.prefix}:cooldown:{provider}",)
-            ).fetchone()
-            return max(0.0, float(row[0]) - time.time()) if row else 0.0
-
-        return await self._run(read)
 
     async def aclose(self) -> None:
         with self._mutex:

@@ -2,8 +2,8 @@
 
 A reply is hostile input. One of 50 MB would otherwise be written whole into the LLM cache (for the cache TTL),
 into a replay cassette and into the run's journal. The cap is checked where a reply first enters the project:
-by `RecordingProvider` before it writes the cassette, and by the manager around every provider call (before
-the cache or a caller sees the reply). The caches also refuse entries over it (defence in depth, `cache.py`).
+by `RecordingProvider` before it writes the cassette, and by the bottom layer (`layers/calls.py`) after every
+call (before the cache or a caller sees the reply). The caches also refuse entries over it (`cache.py`).
 An oversize reply is a non-retryable `ProviderError` without a status: the manager fails over to the next
 model, like any provider fault that sending the same request again would not fix.
 """

@@ -9,6 +9,7 @@ VibeError
  |    +-- BudgetExceededError  a run reached its token or USD cap
  +-- ExternalError            a fault of an outside system; says whether retrying can help
       +-- ProviderError        an LLM provider failed (status, retry_after)
+      |    +-- AllModelsFailedError  every model of a fallback chain failed: an ExceptionGroup of why
       +-- GitHubError          the GitHub API or a git remote failed
       +-- CacheError           Redis failed (callers degrade to no cache rather than fail)
       +-- LockTimeoutError     another process held a lock (e.g. a repository's index) for too long
@@ -20,6 +21,8 @@ SDK and library exceptions are translated into these in exactly one place per ad
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class VibeError(Exception):
@@ -89,6 +92,55 @@ class ProviderError(ExternalError):
         self.provider = provider
         self.status = status
         self.retry_after = retry_after
+
+
+class AllModelsFailedError(ProviderError, ExceptionGroup[Exception]):
+    """Every model of a fallback chain failed; `exceptions` holds each model's error, in the order tried.
+
+    A `ProviderError` (so callers that catch those keep working) and an `ExceptionGroup` (so `except*` and
+    tracebacks show each model's failure). `provider`, `retryable`, `status` and `retry_after` are those of the
+    last provider error; `str()` is the message, which names each model and why it failed.
+    """
+
+    def __new__(
+        cls,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        provider: str,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> AllModelsFailedError:
+        group: AllModelsFailedError = super().__new__(cls, message, exceptions)
+        return group
+
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        *,
+        provider: str,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        ProviderError.__init__(
+            self, message, provider=provider, retryable=retryable, status=status, retry_after=retry_after
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def derive(self, excs: Sequence[Exception]) -> AllModelsFailedError:  # type: ignore[override]
+        return AllModelsFailedError(
+            self.message,
+            excs,
+            provider=self.provider,
+            retryable=self.retryable,
+            status=self.status,
+            retry_after=self.retry_after,
+        )
 
 
 class GitHubError(ExternalError):

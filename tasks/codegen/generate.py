@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import CompletionRequest, Message
-from providers.manager import Limiter, ProviderManager
+from providers.manager import Limiter, ProviderManager, shared_manager
 from providers.registry import ModelRegistry, ModelSpec
 from tasks.codegen.budget import Budget
 from tasks.codegen.prompt import SYSTEM_PROMPT, ContextFile, estimate_tokens, prompt_budget
@@ -159,6 +159,7 @@ async def ask_model(
     fallbacks: Sequence[str] | None = None,
     budget: Budget | None = None,
     limiter: Limiter | None = None,
+    manager: ProviderManager | None = None,
 ) -> Generation:
     """Send the conversation to the model through the ProviderManager (which owns retries and failover).
 
@@ -168,8 +169,11 @@ async def ask_model(
         model: alias, role or `provider:model`.
         fallbacks: models to fail over to (default: the settings' or the registry's chain).
         budget: when given, checked before the call and charged after it.
-        limiter: the manager's cross-process limit around each provider call (Prefect global concurrency
-            limits on a deployed run).
+        limiter: the cross-process limit around each provider call (Prefect global concurrency limits on a
+            deployed run); only used when no `manager` is given.
+        manager: the provider stack built once at the entry point (the caller closes it). Without one, the
+            stack shared by every call with these settings and `limiter` in this event loop is used
+            (`providers.manager.shared_manager`): built by the first call, reused by the next ones.
 
     Raises:
         BudgetExceededError: the budget does not allow this call (nothing was sent).
@@ -180,8 +184,9 @@ async def ask_model(
     request = CompletionRequest(
         model=model, system=SYSTEM_PROMPT, messages=tuple(messages), max_tokens=reply_tokens(model_spec(model))
     )
-    async with ProviderManager(settings, limiter=limiter) as manager:
-        response = await manager.complete(request, fallbacks=fallbacks)
+    if manager is None:
+        manager = await shared_manager(settings, limiter=limiter)
+    response = await manager.complete(request, fallbacks=fallbacks)
     generation = Generation(
         reply=response.text,
         provider=response.provider,

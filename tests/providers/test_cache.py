@@ -16,6 +16,7 @@ import redis
 from providers.base import CompletionRequest, CompletionResponse, Usage
 from providers.cache import EmbeddedCache, LLMCache, RedisCache, open_cache, redact_url
 from providers.canonical import cache_key
+from providers.cooldowns import CooldownStore, shared_cooldowns
 from vibe.settings import Settings
 
 RESPONSE = CompletionResponse(
@@ -31,6 +32,13 @@ def _key(prefix: str, prompt: str = "hi") -> str:
 
 
 pytestmark = pytest.mark.anyio
+
+
+def _cooldowns(cache: LLMCache) -> CooldownStore:
+    """The cooldown store kept on the cache's backend (moved out of the cache's own interface)."""
+    store = shared_cooldowns(cache)
+    assert store is not None
+    return store
 
 MakeCache = Callable[[str], LLMCache]
 
@@ -76,7 +84,7 @@ async def test_clear_deletes_entries_and_counters_of_this_prefix_only(
     await cache.put(_key(prefix, "a"), RESPONSE)
     await cache.put(_key(prefix, "b"), RESPONSE)
     await cache.get(_key(prefix, "a"))
-    await cache.cool_down("openai", 30)
+    await _cooldowns(cache).cool("openai", 30)
     neighbour = make_cache(f"{prefix}x")
     try:
         await neighbour.put(_key(f"{prefix}x", "a"), RESPONSE)
@@ -86,7 +94,9 @@ async def test_clear_deletes_entries_and_counters_of_this_prefix_only(
         assert await cache.get(_key(prefix, "a")) is None
         # Another prefix that merely starts the same, and this prefix's cooldowns, are untouched.
         assert await neighbour.peek(_key(f"{prefix}x", "a")) == RESPONSE
-        assert await cache.cooldown_left("openai") > 0
+        left = await _cooldowns(cache).cooling("openai")
+        assert left is not None
+        assert left > 0
     finally:
         await neighbour.clear()
         await neighbour.aclose()
@@ -185,11 +195,13 @@ async def test_an_expired_lock_is_taken_over_and_its_old_holder_cannot_release_i
 
 
 async def test_cooldowns(cache: LLMCache, redis_prefix: str) -> None:
-    assert await cache.cooldown_left("anthropic") == 0.0
-    await cache.cool_down("anthropic", 30)
-    left = await cache.cooldown_left("anthropic")
+    cooldowns = _cooldowns(cache)
+    assert await cooldowns.cooling("anthropic") is None
+    await cooldowns.cool("anthropic", 30)
+    left = await cooldowns.cooling("anthropic")
+    assert left is not None
     assert 0 < left <= 30
-    assert await cache.cooldown_left("openai") == 0.0
+    assert await cooldowns.cooling("openai") is None
 
 
 async def test_open_cache_picks_redis_or_embedded_and_says_so(

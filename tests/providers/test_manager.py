@@ -27,6 +27,7 @@ import redis
 
 from providers.base import CompletionRequest, CompletionResponse, Usage
 from providers.cache import EmbeddedCache, RedisCache
+from providers.cooldowns import shared_cooldowns
 from providers.manager import ProviderManager
 from tests.fakes.llm_server import FakeLLMServer, hang, malformed, prompt_of, status
 from vibe.errors import ConfigError, ProviderError
@@ -472,10 +473,12 @@ async def test_retry_after_longer_than_allowed_fails_over_at_once(tmp_path: Path
     config = settings(tmp_path, llm_max_retry_wait_s=30)
     async with ProviderManager(config, providers={"anthropic": primary, "openai": backup}, sleep=sleep) as manager:
         response = await manager.complete(CompletionRequest.of("hi", model="smart"), fallbacks=["gpt"])
-        assert manager.cache is not None
-        cooling = await manager.cache.cooldown_left("anthropic")
+        shared = shared_cooldowns(manager.cache)
+        assert shared is not None
+        cooling = await shared.cooling("anthropic")
     assert response.model == "openai:gpt-5"
     assert (len(primary.calls), sleep.waits) == (1, [])
+    assert cooling is not None
     assert cooling > 60  # cooled down for as long as the provider asked, beyond provider_cooldown_s
 
 
