@@ -44,6 +44,7 @@ from tasks.codegen.report import (
     render_run_markdown,
 )
 from tasks.codegen.steps import (
+    AppliedReply,
     apply_reply_task,
     ask_model_task,
     call_step,
@@ -51,9 +52,10 @@ from tasks.codegen.steps import (
     gather_context_task,
     index_repo_task,
     publish_pr_task,
+    require_sandbox,
     run_tests_task,
 )
-from tasks.workspace import open_workspace
+from tasks.workspace import ChangeSet, build_change_tree, change_patch, collect_leftovers, open_workspace
 from vibe.errors import BudgetExceededError, InputError
 from vibe.settings import current_settings
 
@@ -158,7 +160,10 @@ def feature_pipeline(
     if not repo.is_dir():
         raise InputError(f"{repo} is not a directory: pass the path of a git repository with --repo")
     key = key or request_key(request, repo)
-    journal = RunJournal(settings.home, key)
+    # JSON escaping can double a reply's size: an entry may hold a reply at the cap, and nothing larger.
+    journal = RunJournal(settings.home, key, max_entry_bytes=2 * settings.max_reply_bytes)
+    # What runs that died (SIGKILL, OOM) left behind: their scratch directories and registered worktrees.
+    collect_leftovers(repo)
     with journal.exclusive():
         if fresh:
             journal.clear()
@@ -169,6 +174,7 @@ def feature_pipeline(
         resumed = bool(journal.get("base"))
         if open_pr and journal.get("pr") is None:
             check_publishable(repo)
+        require_sandbox(settings)
         progress = _Progress(key)
         progress.advance(0, "indexing the repository")
         call_step(index_repo_task, repo)
@@ -176,6 +182,8 @@ def feature_pipeline(
         with open_workspace(repo, ref=base_commit or "HEAD") as workspace:
             if base_commit is None:
                 journal.put("base", workspace.base_commit)
+            # The pipeline's own record of the edits `apply` validated: the patch and the PR come from it alone.
+            changes = ChangeSet(base_commit=workspace.base_commit)
             progress.advance(10, "gathering context")
             context: CodeContext = call_step(gather_context_task, repo, request, workspace.path, settings)
             budget = Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd)
@@ -211,15 +219,16 @@ def feature_pipeline(
                 outcome.models.add(generation.model)
                 progress.advance(start + span / 3, f"attempt {attempt}/{attempts_allowed}: applying edits")
                 try:
-                    applied = call_step(apply_reply_task, workspace.path, generation.reply)
+                    applied: AppliedReply = call_step(apply_reply_task, workspace.path, generation.reply)
                 except UnsafeEditError as exc:
                     outcome.refuse(attempt, str(exc))
                     _finish(outcome, budget, journal, progress, persist=False)
                     raise
-                if applied["problems"]:
-                    outcome.add_attempt(attempt, written=[], problems=applied["problems"], tests=None)
+                changes = changes.with_changes(applied.contents)
+                if applied.problems:
+                    outcome.add_attempt(attempt, written=[], problems=list(applied.problems), tests=None)
                     feedback = describe_edit_problems(
-                        applied["problems"], attempt=attempt, max_attempts=attempts_allowed
+                        list(applied.problems), attempt=attempt, max_attempts=attempts_allowed
                     )
                 else:
                     progress.advance(start + 2 * span / 3, f"attempt {attempt}/{attempts_allowed}: running the tests")
@@ -229,19 +238,20 @@ def feature_pipeline(
                     else:
                         tests = call_step(run_tests_task, workspace.path, settings, test_command)
                         journal.put(f"tests:{attempt}", tests)
-                    outcome.add_attempt(attempt, written=applied["written"], problems=[], tests=tests)
+                    outcome.add_attempt(attempt, written=list(applied.written), problems=[], tests=tests)
                     if tests["ok"]:
                         break
                     feedback = describe_test_failures(tests["digest"], attempt=attempt, max_attempts=attempts_allowed)
-                changed = read_context_files(workspace.path, workspace.changed_files())
+                changed = read_context_files(workspace.path, sorted(changes.changes))
                 history.append(
                     Exchange(
                         reply=generation.reply,
                         feedback=with_current_files(feedback, changed, budget_tokens=prompt_tokens // 3),
                     )
                 )
-            outcome.changed_files = workspace.changed_files()
-            patch = workspace.diff()
+            tree = build_change_tree(repo, changes.base_commit, changes.changes)
+            patch = change_patch(repo, changes.base_commit, tree)
+            outcome.changed_files = _patched_files(patch)
             journal.directory.mkdir(parents=True, exist_ok=True)
             patch_path = journal.directory / "changes.patch"
             patch_path.write_text(patch, encoding="utf-8")
@@ -253,7 +263,7 @@ def feature_pipeline(
                     pr = call_step(
                         publish_pr_task,
                         repo,
-                        workspace.path,
+                        changes,
                         title=pr_title(request),
                         body_args={
                             "request": request,
@@ -274,6 +284,12 @@ def feature_pipeline(
                 outcome.pr = pr
         summary = _finish(outcome, budget, journal, progress, persist=True)
         return {**summary, "resumed": resumed}
+
+
+def _patched_files(patch: str) -> list[str]:
+    # `diff --git a/<path> b/<path>` headers of the record's own patch (no renames: both names are the same).
+    prefix = "diff --git a/"
+    return sorted({line[len(prefix):].split(" b/", 1)[0] for line in patch.splitlines() if line.startswith(prefix)})
 
 
 def _finish(

@@ -8,7 +8,8 @@ retries) get no task retries at all. Results are not persisted by Prefect: the p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,6 +23,7 @@ from providers.base import Message
 from tasks.codegen.apply import DEFAULT_MAX_FILE_BYTES, apply_edits
 from tasks.codegen.generate import CodeContext, Generation, ask_model, gather_context, normalise_output
 from tasks.codegen.parser import parse_reply
+from tasks.workspace import ChangeSet
 from vibe.errors import ExternalError, GitHubError, InputError, ProviderError
 from vibe.settings import Settings
 
@@ -112,13 +114,28 @@ def ask_model_task(
     return run_coro_as_sync(ask_model(messages, settings=settings, model=model, fallbacks=fallbacks, limiter=limiter))
 
 
+@dataclass(frozen=True)
+class AppliedReply:
+    """What applying one reply did: the files written with their new text, or the problems for the model.
+
+    Attributes:
+        written: the paths written (relative, POSIX), in the reply's order; empty when `problems` is not.
+        problems: one message per edit that could not be applied (nothing was written then).
+        contents: path -> the complete new text of each written file: the pipeline's own record of the edits,
+            from which the patch and the pull request are built.
+    """
+
+    written: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    contents: Mapping[str, str] = field(default_factory=dict)
+
+
 @task(name="apply-edits", cache_policy=NO_CACHE, persist_result=False)
-def apply_reply_task(root: Path, reply: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, Any]:
+def apply_reply_task(root: Path, reply: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> AppliedReply:
     """Parse a reply and apply its edits under `root`, all or nothing.
 
     Returns:
-        `{"written": [paths], "problems": [messages for the model]}`; nothing was written when `problems`
-        is non-empty.
+        The files written and their content, or the problems for the model (then nothing was written).
 
     Raises:
         UnsafeEditError: an edit is refused (nothing was written).
@@ -128,11 +145,31 @@ def apply_reply_task(root: Path, reply: str, max_file_bytes: int = DEFAULT_MAX_F
     if not parsed.edits and not problems:
         problems.append("the reply contains no edit: put each file path on its own line, then a fenced block")
     if problems:
-        return {"written": [], "problems": problems}
+        return AppliedReply(problems=tuple(problems))
     plan = apply_edits(root, parsed.edits, max_file_bytes=max_file_bytes)
     if not plan.ok:
-        return {"written": [], "problems": [str(p) for p in plan.problems]}
-    return {"written": [w.path for w in plan.writes], "problems": []}
+        return AppliedReply(problems=tuple(str(p) for p in plan.problems))
+    return AppliedReply(
+        written=tuple(w.path for w in plan.writes), contents={w.path: w.content for w in plan.writes}
+    )
+
+
+def require_sandbox(settings: Settings) -> None:
+    """Fail before any work when the tests the model writes could not run isolated here.
+
+    Raises:
+        SandboxUnavailableError: bubblewrap does not work and `VIBE_SANDBOX=unsafe` is not set; the message says
+            how to install it.
+    """
+    import os
+
+    from tasks.testing.sandbox import SandboxUnavailableError, bwrap_available, unavailable_message
+
+    if settings.sandbox == "unsafe":
+        return
+    why_not = bwrap_available(os.environ.get("PATH"))
+    if why_not is not None:
+        raise SandboxUnavailableError(unavailable_message(why_not))
 
 
 @task(
@@ -147,7 +184,8 @@ def run_tests_task(workspace: Path, settings: Settings, command: str | None = No
     """Run the workspace's test suite in the sandbox; the report as JSON plus its digest and markdown."""
     from tasks.testing import run_test_suite, runner_options
 
-    report = run_test_suite(workspace, command=command, **runner_options(settings))
+    # The model wrote this code: it runs only in the sandbox (a refusal without bubblewrap, unless VIBE_SANDBOX=unsafe).
+    report = run_test_suite(workspace, command=command, trusted_code=False, **runner_options(settings))
     if TaskRunContext.get() is not None:
         from prefect.artifacts import create_table_artifact
 
@@ -164,7 +202,7 @@ def run_tests_task(workspace: Path, settings: Settings, command: str | None = No
 @task(name="publish-pull-request", cache_policy=NO_CACHE, persist_result=False)
 def publish_pr_task(
     repo: Path,
-    workspace: Path,
+    changes: ChangeSet,
     *,
     title: str,
     body_args: dict[str, Any],
@@ -174,7 +212,7 @@ def publish_pr_task(
     github_repo: str | None,
     settings: Settings,
 ) -> dict[str, Any]:
-    """Commit the workspace's changes, push the key's branch and open or update its PR.
+    """Commit the validated edits (`changes`, never a working tree), push the key's branch, open or update its PR.
 
     No task retries: the GitHub adapter retries its own calls. The PR is a draft when the tests fail and
     `settings.pr_draft_on_failure` is set (the policy lives in `publish_pull_request`).
@@ -191,7 +229,7 @@ def publish_pr_task(
         key=key,
         base=base,
         github_repo=github_repo,
-        source=workspace,
+        changes=changes,
         settings=settings,
         tests_passed=tests_passed,
     )
