@@ -22,7 +22,7 @@ def test_bundled_demo_data_is_complete() -> None:
     assert "median" in REQUEST
 
 
-def test_vibe_demo_runs_offline_shows_the_repair_and_says_where_to_look(tmp_path: Path) -> None:
+def _demo_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -36,6 +36,27 @@ def test_vibe_demo_runs_offline_shows_the_repair_and_says_where_to_look(tmp_path
         OPENAI_BASE_URL="http://127.0.0.1:9",
         VIBE_MODEL="openai:gpt-5",  # the demo ignores this: it replays what its cassette recorded
     )
+    return env
+
+
+def test_without_bubblewrap_the_demo_still_runs_and_says_why(tmp_path: Path) -> None:
+    from tests.flows.test_hostile_runs import _path_without_bwrap
+
+    env = _demo_env(tmp_path)
+    env["PATH"] = _path_without_bwrap(tmp_path)
+    vibe = Path(sys.executable).with_name("vibe")
+    proc = subprocess.run(
+        [str(vibe), "demo", "--dir", str(tmp_path / "demo"), "--json"],
+        env=env, capture_output=True, text=True, timeout=280, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"status": "passed"' in proc.stdout
+    assert "bubblewrap" in proc.stderr
+    assert "bundled cassette (trusted)" in proc.stderr
+
+
+def test_vibe_demo_runs_offline_shows_the_repair_and_says_where_to_look(tmp_path: Path) -> None:
+    env = _demo_env(tmp_path)
     vibe = Path(sys.executable).with_name("vibe")
     proc = subprocess.run(
         [str(vibe), "demo", "--dir", str(tmp_path / "demo")],

@@ -196,6 +196,18 @@ def demo(
     written to a file.
     """
     settings = demo_settings(load_settings())
+    from tasks.testing import bwrap_available
+
+    why_not = bwrap_available()
+    if why_not is not None and settings.sandbox == "required":
+        # The demo's edits and tests are the bundled cassette's, shipped with vibe and reviewed like its code:
+        # trusted, so they may run unisolated. A real run's model-written tests are still refused without it.
+        settings = settings.model_copy(update={"sandbox": "unsafe"})
+        typer.echo(
+            f"note: {why_not}; the demo's tests come from the bundled cassette (trusted), so they run without "
+            "isolation here; real runs refuse model-written tests until bubblewrap is installed",
+            err=True,
+        )
     if not as_json:
         _show_progress()
     try:
