@@ -330,3 +330,48 @@ def test_setup_steps_get_the_same_file_system_plan(make_repo: MakeRepo, host: Ho
     assert report.ok, report.failure_digest() + report.output
     assert tree_digest(repo) == before
     assert not host.markers[0].exists()
+
+
+@needs_bwrap
+def test_toolchain_homes_are_bound_only_in_part(
+    make_repo: MakeRepo, host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cargo_home = host.outside / "cargo"
+    (cargo_home / "bin").mkdir(parents=True)
+    tool = cargo_home / "bin" / "toolchain-probe"
+    tool.write_text("#!/bin/sh\necho toolchain-ok\n")
+    tool.chmod(0o755)
+    token = f"cargo-token-{uuid.uuid4().hex}"
+    (cargo_home / "credentials.toml").write_text(f'[registry]\ntoken = "{token}"\n')
+    monkeypatch.setenv("CARGO_HOME", str(cargo_home))
+    repo = make_repo(
+        {
+            "test_toolchain.py": f"""
+                import subprocess
+                from pathlib import Path
+
+
+                def test_the_toolchain_runs():
+                    out = subprocess.run([{str(tool)!r}], capture_output=True, text=True, check=True).stdout
+                    assert out == "toolchain-ok\\n"
+
+
+                def test_its_credentials_are_not_there():
+                    assert not Path({str(cargo_home / "credentials.toml")!r}).exists()
+            """,
+        }
+    )
+    report = run_test_suite(repo, timeout_s=60)
+    assert report.ok, report.failure_digest()
+    assert report.passed == 2
+    assert token not in report.model_dump_json()
+
+
+def test_runner_options_carry_the_sandbox_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.testing import runner_options
+    from vibe.settings import Settings
+
+    monkeypatch.setenv("VIBE_SANDBOX", "unsafe")
+    assert runner_options(Settings.load())["sandbox"] == "unsafe"
+    monkeypatch.delenv("VIBE_SANDBOX")
+    assert runner_options(Settings.load())["sandbox"] == "required"
