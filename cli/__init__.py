@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from vibe.cli._app import app
+from cli._app import app
 
 # Modules whose import registers commands on `app`. Order is the order of `vibe --help`.
 _COMMAND_MODULES: tuple[str, ...] = ("run", "test", "pr", "llm", "ops", "worker", "index", "gc")
@@ -18,5 +18,5 @@ _COMMAND_MODULES: tuple[str, ...] = ("run", "test", "pr", "llm", "ops", "worker"
 def main() -> None:
     """Entry point of the `vibe` console script."""
     for name in _COMMAND_MODULES:
-        importlib.import_module(f"vibe.cli.{name}")
+        importlib.import_module(f"cli.{name}")
     app()

@@ -1,7 +1,7 @@
-"""`python -m vibe` runs the command line."""
+"""`python -m cli` runs the `vibe` command line."""
 
 from __future__ import annotations
 
-from vibe.cli import main
+from cli import main
 
 main()

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vibe.cli._app import app, emit, fail
+from cli._app import app, emit, fail
 from vibe.errors import VibeError
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vibe.cli._app import app, emit, fail, load_settings, tracked
+from cli._app import app, emit, fail, load_settings, tracked
 from vibe.errors import VibeError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vibe.cli._app import app, emit, fail, load_settings
+from cli._app import app, emit, fail, load_settings
 from vibe.errors import VibeError
 
 if TYPE_CHECKING:

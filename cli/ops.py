@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vibe.cli._app import app, emit, fail, load_settings
+from cli._app import app, emit, fail, load_settings
 from vibe.errors import VibeError
 
 submit_app = typer.Typer(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vibe.cli._app import app, emit, fail, load_settings, tracked
+from cli._app import app, emit, fail, load_settings, tracked
 from vibe.errors import VibeError
 from vibe.settings import use_settings
 
@@ -135,7 +135,7 @@ def prepare_demo(settings: Settings, *, where: Path | None = None) -> tuple[Path
     import subprocess
     import time
 
-    from vibe.demo import SAMPLE_REPO
+    from cli.demo import SAMPLE_REPO
 
     base = (where or settings.home / "demo" / time.strftime("%Y%m%d-%H%M%S")).expanduser().resolve()
     root, n = base, 1
@@ -160,7 +160,7 @@ def prepare_demo(settings: Settings, *, where: Path | None = None) -> tuple[Path
 
 def demo_settings(settings: Settings) -> Settings:
     """The demo's settings: replay from the bundled cassette, embedded cache, local PR mode, no keys at all."""
-    from vibe.demo import CASSETTE
+    from cli.demo import CASSETTE
 
     return settings.model_copy(
         update={
@@ -211,8 +211,8 @@ def demo(
     if not as_json:
         _show_progress()
     try:
+        from cli.demo import REQUEST
         from flows.feature_pipeline import feature_pipeline
-        from vibe.demo import REQUEST
 
         repo, remote = prepare_demo(settings, where=where)
         if not as_json:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vibe.cli._app import app, fail, load_settings
+from cli._app import app, fail, load_settings
 from vibe.errors import VibeError
 
 worker_app = typer.Typer(

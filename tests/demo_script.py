@@ -1,4 +1,4 @@
-"""The model's side of the bundled demo: the replies `vibe/demo/cassette.json` was recorded from.
+"""The model's side of the bundled demo: the replies `cli/demo/cassette.json` was recorded from.
 
 The first reply adds `median` with a bug for even counts (and a test that catches it); the second, sent after
 the failing test comes back, fixes it. `record_demo_cassette` re-records the cassette by running the real
@@ -85,10 +85,10 @@ def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
     """Run the demo's pipeline in record mode against the fake LLM server; returns the run's summary."""
     from pydantic import SecretStr
 
+    from cli.demo import REQUEST
+    from cli.run import demo_settings, prepare_demo
     from flows.feature_pipeline import feature_pipeline
     from tests.fakes.llm_server import FakeLLMServer
-    from vibe.cli.run import demo_settings, prepare_demo
-    from vibe.demo import REQUEST
     from vibe.settings import Settings, use_settings
 
     with FakeLLMServer(responder=demo_responder) as server:
@@ -108,7 +108,7 @@ def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from vibe.demo import CASSETTE
+    from cli.demo import CASSETTE
 
     CASSETTE.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,9 +7,9 @@ import sys
 
 _CHECK = """
 import importlib, sys
-import vibe.cli as cli
+import cli as cli
 for name in cli._COMMAND_MODULES:
-    importlib.import_module(f"vibe.cli.{name}")
+    importlib.import_module(f"cli.{name}")
 heavy = sorted(m for m in ("prefect", "anthropic", "openai", "github", "git", "tree_sitter")
                if m in sys.modules)
 print(",".join(heavy))
@@ -22,5 +22,5 @@ def test_loading_the_cli_imports_no_heavy_library() -> None:
 
 
 def test_help_lists_the_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "vibe", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True)
     assert "Usage" in out.stdout

@@ -22,7 +22,7 @@ def git(cwd: Path, *args: str) -> str:
 def vibe(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     # TMPDIR scopes the command to this test's own scratch directories.
     env = {**os.environ, "TMPDIR": str(tmp)}
-    return subprocess.run([sys.executable, "-c", "from vibe.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from cli import main; main()", *args],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vibe.demo import CASSETTE, REQUEST, SAMPLE_REPO
+from cli.demo import CASSETTE, REQUEST, SAMPLE_REPO
 
 pytestmark = pytest.mark.slow
 

@@ -108,7 +108,7 @@ def ask_model_task(
     limiter = None
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None:
-        from deployments.catalog import prefect_llm_limiter
+        from tasks.llm_limits import prefect_llm_limiter
 
         limiter = prefect_llm_limiter
     return run_coro_as_sync(ask_model(messages, settings=settings, model=model, fallbacks=fallbacks, limiter=limiter))

@@ -33,13 +33,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFi
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from cli.demo import REQUEST, SAMPLE_REPO
 from deployments import catalog
 from deployments.localstack import LocalPrefect, stop_process_group
 from deployments.status import run_status
 from deployments.submit import submit_run
 from tests.demo_script import FIRST_REPLY
 from tests.fakes.llm_server import FakeLLMServer
-from vibe.demo import REQUEST, SAMPLE_REPO
 from vibe.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -67,7 +67,7 @@ class Stack:
 
     def vibe(self, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-m", "vibe", *args],
+            [sys.executable, "-m", "cli", *args],
             cwd=ROOT,
             env=self.prefect.client_env(env),
             capture_output=True,

@@ -17,9 +17,9 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 
-from deployments.catalog import llm_limit_name, prefect_llm_limiter
 from providers.base import Message
 from tasks.codegen.generate import Generation, ask_model
+from tasks.llm_limits import llm_limit_name, prefect_llm_limiter
 from tests.fakes.llm_server import FakeLLMServer
 from vibe.errors import ConfigError
 from vibe.settings import Settings

@@ -13,7 +13,7 @@ import pytest
 def _vibe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "vibe", *args], capture_output=True, text=True, env=environment)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=environment)
 
 
 def test_setup_without_a_prefect_api_says_how_to_configure_one() -> None:

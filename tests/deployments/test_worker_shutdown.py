@@ -67,7 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     with LocalPrefect(home, env=env) as prefect:
         client_env = prefect.client_env()
         out = subprocess.run(
-            [sys.executable, "-m", "vibe", "setup", "--json"], cwd=ROOT, env=client_env, capture_output=True, text=True
+            [sys.executable, "-m", "cli", "setup", "--json"], cwd=ROOT, env=client_env, capture_output=True, text=True
         )
         assert out.returncode == 0, out.stderr
         config = yaml.safe_load((ROOT / "prefect.yaml").read_text())

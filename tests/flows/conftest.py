@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cli.demo import REQUEST, SAMPLE_REPO
 from flows.feature_pipeline import feature_pipeline
 from tests.fakes.github_server import FakeGitHub
 from tests.fakes.llm_server import FakeLLMServer
 from tests.tasks.pull_requests.conftest import FULL_NAME, TOKEN, git
-from vibe.demo import REQUEST, SAMPLE_REPO
 from vibe.settings import Settings, use_settings
 
 

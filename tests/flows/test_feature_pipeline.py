@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from cli.demo import REQUEST
 from flows.feature_pipeline import feature_pipeline
 from tasks.codegen.apply import UnsafeEditError
 from tests.demo_script import FENCE, FIRST_REPLY, demo_responder
 from tests.fakes.github_server import FakeGitHub
 from tests.fakes.llm_server import FakeLLMServer, prompt_of
 from tests.tasks.pull_requests.conftest import FULL_NAME, TOKEN, git
-from vibe.demo import REQUEST
 from vibe.errors import GitHubError
 from vibe.settings import use_settings
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cli.demo import REQUEST, SAMPLE_REPO
 from flows.generate_code import generate_code
 from tasks.codegen.apply import UnsafeEditError
 from tests.demo_script import FENCE, FIRST_REPLY
 from tests.fakes.llm_server import FakeLLMServer, system_of
 from tests.tasks.pull_requests.conftest import git
-from vibe.demo import REQUEST, SAMPLE_REPO
 from vibe.errors import BudgetExceededError
 from vibe.settings import Settings, use_settings
 

@@ -73,8 +73,8 @@ def test_vibe_index_runs_the_tracked_flow_when_a_prefect_api_is_configured(
     from prefect.settings import PREFECT_API_URL
     from typer.testing import CliRunner
 
-    import vibe.cli.index  # noqa: F401 - registers the commands
-    from vibe.cli._app import app
+    import cli.index  # noqa: F401 - registers the commands
+    from cli._app import app
 
     repo = tmp_path / "tracked"
     repo.mkdir()

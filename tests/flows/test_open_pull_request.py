@@ -117,7 +117,7 @@ def test_vibe_pr_tracked_runs_the_flow(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITHUB_"))}
     env.update({"VIBE_HOME": str(vibe_home), "PREFECT_API_URL": api})
     done = subprocess.run(
-        [sys.executable, "-c", "from vibe.cli import main; main()", "pr", "--repo", str(repos.work),
+        [sys.executable, "-c", "from cli import main; main()", "pr", "--repo", str(repos.work),
          "--title", "Tracked", "--key", "tracked", "--json"],
         capture_output=True, text=True, env=env, timeout=180, check=False,
     )

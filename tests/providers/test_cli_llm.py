@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import vibe.cli.llm
+from cli._app import app
 from tests.fakes.llm_server import FakeLLMServer, prompt_of, status
-from vibe.cli._app import app
 
 SECRET = "sk-ant-test-CLI-SECRET-0042"
 
@@ -51,7 +50,7 @@ def env(llm_server: FakeLLMServer, tmp_path: Path) -> dict[str, str]:
 _PROBE = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('prefect loaded' if 'prefect' in sys.modules else 'no prefect'))\n"
-    "from vibe.cli import main\n"
+    "from cli import main\n"
     "sys.argv = ['vibe', *sys.argv[1:]]\n"
     "main()\n"
 )

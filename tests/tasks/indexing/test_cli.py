@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-import vibe.cli.index  # noqa: F401 - registers the commands
+import cli.index  # noqa: F401 - registers the commands
+from cli._app import app
 from tests.tasks.indexing.conftest import MakeRepo
-from vibe.cli._app import app
 
 runner = CliRunner()
 
@@ -77,8 +77,8 @@ def test_search_and_map_never_import_prefect(make_repo: MakeRepo) -> None:
     script = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "import vibe.cli.index\n"
-        "from vibe.cli._app import app\n"
+        "import cli.index\n"
+        "from cli._app import app\n"
         f"r = CliRunner().invoke(app, ['search', 'restockShelf', '--repo', {str(repo)!r}, '--json'])\n"
         f"m = CliRunner().invoke(app, ['map', '--repo', {str(repo)!r}])\n"
         "print(r.exit_code, m.exit_code, any(name.split('.')[0] == 'prefect' for name in sys.modules))\n"

@@ -151,8 +151,8 @@ def test_vibe_search_is_hybrid_when_an_embedding_model_is_configured(
 ) -> None:
     from typer.testing import CliRunner
 
-    import vibe.cli.index  # noqa: F401 - registers the commands
-    from vibe.cli._app import app
+    import cli.index  # noqa: F401 - registers the commands
+    from cli._app import app
 
     repo = make_repo(dict(_FILES))
     index_repository(repo)

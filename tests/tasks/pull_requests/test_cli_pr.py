@@ -20,7 +20,7 @@ def vibe(*args: str, home: Path, env: dict[str, str] | None = None) -> subproces
     full = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GITHUB_", "PREFECT_API_URL"))}
     full.update({"VIBE_HOME": str(home), "VIBE_GITHUB_WRITE_INTERVAL_S": "0"})
     full.update(env or {})
-    return subprocess.run([sys.executable, "-c", "from vibe.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from cli import main; main()", *args],
                           capture_output=True, text=True, env=full, timeout=120, check=False)
 
 
