@@ -24,9 +24,9 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from providers.base import CompletionRequest, CompletionResponse, Usage
-from providers.cache import redact_url
 from providers.canonical import cache_key
 from providers.manager import ProviderManager
+from vibe.redact import redact_url
 from vibe.settings import Settings
 
 

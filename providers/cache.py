@@ -39,7 +39,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -49,6 +48,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from providers.base import CompletionResponse
 from vibe.errors import CacheError
+from vibe.redact import redact_url
 from vibe.settings import Settings
 
 log = logging.getLogger("vibe.providers.cache")
@@ -162,18 +162,6 @@ def open_cache(settings: Settings) -> RedisCache | EmbeddedCache:
     return EmbeddedCache(
         path, prefix=settings.cache_prefix, ttl_s=settings.cache_ttl_s, max_entry_bytes=settings.max_reply_bytes
     )
-
-
-def redact_url(url: str) -> str:
-    """`url` without its password (a Redis URL may carry one)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 def _decode(raw: bytes | str | None, key: str, max_bytes: int | None) -> CompletionResponse | None:

@@ -18,10 +18,7 @@ Reads are cached per process and refreshed when the file's mtime or size changes
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from providers.base import CompletionRequest, CompletionResponse, Provider
 from providers.canonical import canonical_json, request_digest
 from providers.reply_cap import DEFAULT_MAX_REPLY_BYTES, check_reply_size
 from vibe.errors import CassetteMissError, ConfigError
+from vibe.fsutil import atomic_write, file_lock
 
 CASSETTE_VERSION = 1
 
@@ -104,16 +102,11 @@ class Cassette:
             "response": response.model_copy(update={"cached": False, "attempts": 1}).model_dump(mode="json"),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(f".{self.path.name}.lock")
-        with lock_path.open("a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                # Re-read under the lock: another recorder may have added entries since our last read.
-                entries = dict(self._read()) if self.path.exists() else {}
-                entries[digest] = entry
-                self._write(entries)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with file_lock(self.path.with_name(f".{self.path.name}.lock")):
+            # Re-read under the lock: another recorder may have added entries since our last read.
+            entries = dict(self._read()) if self.path.exists() else {}
+            entries[digest] = entry
+            self._write(entries)
         return digest
 
     def _read(self) -> dict[str, Any]:
@@ -141,16 +134,7 @@ class Cassette:
             indent=2,
             ensure_ascii=False,
         )
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, text + "\n")
 
 
 class ReplayProvider:

@@ -15,13 +15,10 @@ A server-backed store shared by many workers can implement the same `Store` prot
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
-import time
 from array import array
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +26,7 @@ from typing import Protocol
 from tasks.indexing.models import FileAnalysis
 from tasks.indexing.terms import identifier_parts
 from vibe.errors import InputError, LockTimeoutError
+from vibe.fsutil import file_lock
 
 SCHEMA_VERSION = 2
 # BM25 weights of the FTS columns: chunk text, identifier words, names defined in the chunk, file path.
@@ -237,26 +235,13 @@ class SQLiteStore:
             LockTimeoutError: another index run kept the lock for longer than `timeout_s`.
         """
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError as exc:
-                    if time.monotonic() > deadline:
-                        raise LockTimeoutError(
-                            f"another index run has held {lock_path} for over {timeout_s:.0f}s"
-                        ) from exc
-                    time.sleep(0.05)
+        with ExitStack() as stack:
             try:
-                self._ensure_schema()
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+                stack.enter_context(file_lock(lock_path, timeout_s=timeout_s))
+            except TimeoutError as exc:
+                raise LockTimeoutError(f"another index run has held {lock_path} for over {timeout_s:.0f}s") from exc
+            self._ensure_schema()
+            yield
 
     def file_states(self) -> dict[str, tuple[str, str]]:
         """Every stored file: path -> (blob id, status)."""

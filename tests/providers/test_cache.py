@@ -14,9 +14,10 @@ import pytest
 import redis
 
 from providers.base import CompletionRequest, CompletionResponse, Usage
-from providers.cache import EmbeddedCache, LLMCache, RedisCache, open_cache, redact_url
+from providers.cache import EmbeddedCache, LLMCache, RedisCache, open_cache
 from providers.canonical import cache_key
 from providers.cooldowns import CooldownStore, shared_cooldowns
+from vibe.redact import redact_url
 from vibe.settings import Settings
 
 RESPONSE = CompletionResponse(
