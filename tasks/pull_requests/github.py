@@ -59,7 +59,7 @@ def web_url_for(api_url: str) -> str:
 
 
 class GitHubClient:
-    """The GitHub REST adapter implementing `PullRequestHost` with PyGithub.
+    """The GitHub REST adapter implementing `PullRequestApi` with PyGithub (`GitHubHost` drives it).
 
     Args:
         token: the GitHub token (sent only as the `Authorization` header of API calls).
@@ -135,7 +135,7 @@ class GitHubClient:
         """The web root of this host's git remotes."""
         return web_url_for(self._api_url)
 
-    # --- PullRequestHost ----------------------------------------------------------------------------
+    # --- PullRequestApi -------------------------------------------------------------------------------
 
     def repository(self, full_name: str) -> RepositoryInfo:
         """The repository's metadata: from memory, then the disk cache, then one GET."""

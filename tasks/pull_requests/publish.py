@@ -16,8 +16,10 @@ Re-running with the same key rebuilds the same branch `vibe/<slug>` and updates 
 after step 5 leaves a pushed branch and no PR; the next run finds the branch up to date and opens the PR.
 A closed or merged PR is history: the next run opens a fresh one.
 
-Local mode (no GitHub token and no client given): steps 4 and 6 are replaced by writing the PR description to
-`settings.home/pull-requests/...`; the branch is pushed to whatever remote the repository has.
+Steps 2, 4 and 6 ask a `PullRequestHost` (`hosts.py`), chosen once at the entry: `GitHubHost`, or, with no
+GitHub token and no client given, `LocalHost` (local mode: no default branch of its own, no PR to find, and
+step 6 writes the PR description to `settings.home/pull-requests/...`; the branch is pushed to whatever remote
+the repository has). The orchestration below never asks which kind it has.
 """
 
 from __future__ import annotations
@@ -25,56 +27,41 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tasks.pull_requests import git_ops
-from tasks.pull_requests.body import marker_key, redact, with_marker
-from tasks.pull_requests.protocol import PullRequestHost, PullRequestInfo
+from tasks.pull_requests.body import redact, with_marker
+from tasks.pull_requests.hosts import GitHubHost, LocalHost
+from tasks.pull_requests.protocol import (
+    BRANCH_PREFIX,
+    PublishRequest,
+    PullRequestApi,
+    PullRequestHost,
+    PullRequestResult,
+)
 from tasks.safe_git import UserRepo
 from tasks.workspace import ChangeSet
-from vibe.errors import GitHubError, InputError
+from vibe.errors import InputError
 from vibe.settings import Settings
+
+__all__ = ["PublishRequest", "PullRequestResult", "branch_for", "default_key", "describe", "publish_pull_request"]
 
 _log = logging.getLogger(__name__)
 
-_BRANCH_PREFIX = "vibe/"
 _MAX_SLUG = 60
 
 
 @dataclass(frozen=True)
-class PullRequestResult:
-    """The outcome of publishing.
-
-    Attributes:
-        branch: the PR branch (`vibe/<slug>`).
-        number: the PR number; None in local mode or when there was nothing to commit.
-        url: the PR's web page; None in local mode or when there was nothing to commit.
-        created: whether this run opened the PR (False when it updated an existing one).
-        local: whether no GitHub was configured (the description was written to a file instead).
-        description_path: the description file in local mode.
-        key: the request key the PR belongs to.
-        base: the base branch.
-        pushed: whether this run moved the remote branch (False when it already held this content).
-        nothing_to_commit: the working tree had no changes and HEAD added nothing to the base; nothing was done.
-    """
-
-    branch: str
-    number: int | None
-    url: str | None
-    created: bool
-    local: bool
-    description_path: Path | None
-    key: str = ""
-    base: str = ""
-    pushed: bool = False
-    nothing_to_commit: bool = False
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """`{"branch", "number", "url", "created"}`, as `vibe pr --json` prints it."""
-        return {"branch": self.branch, "number": self.number, "url": self.url, "created": self.created}
+class _Checkout:
+    # The user's repository, the tree `source` names (the repository's own by default), the remote pushed to,
+    # and the secrets git's output is scrubbed of.
+    repository: UserRepo
+    worktree: UserRepo
+    remote: git_ops.Remote
+    secrets: tuple[str, ...]
 
 
 def default_key(title: str) -> str:
@@ -92,12 +79,7 @@ def branch_for(key: str) -> str:
     if slug != key:
         digest = hashlib.sha256(key.encode()).hexdigest()[:8]
         slug = f"{slug}-{digest}" if slug else digest
-    return _BRANCH_PREFIX + slug
-
-
-def _norm(text: str) -> str:
-    # GitHub stores bodies with CRLF line ends when edited in the browser.
-    return text.replace("\r\n", "\n").strip()
+    return BRANCH_PREFIX + slug
 
 
 def _validate(title: str, github_repo: str | None) -> str:
@@ -124,7 +106,7 @@ def publish_pull_request(
     source: Path | None = None,
     changes: ChangeSet | None = None,
     settings: Settings,
-    github: PullRequestHost | None = None,
+    github: PullRequestApi | None = None,
     tests_passed: bool | None = None,
 ) -> PullRequestResult:
     """Commit a change on the key's branch, push it with a lease, and open or update its single PR.
@@ -147,7 +129,8 @@ def publish_pull_request(
         changes: the record of validated edits to publish instead of a working tree; its base commit is the
             new commit's parent. No working tree is read.
         settings: the run's settings (token, API URL, draft policy, labels, home).
-        github: the PR host to use; default: a `GitHubClient` from `settings`, or local mode without a token.
+        github: the GitHub API to use (a `GitHubClient`); default: one built from `settings`, or local mode
+            (`LocalHost`) without a token.
         tests_passed: False makes the PR a draft when `settings.pr_draft_on_failure` (the draft policy).
 
     Returns:
@@ -157,189 +140,149 @@ def publish_pull_request(
         InputError: bad input (not a repository, no remote, missing base, unknown owner/name, key collision).
         GitHubError: the remote or GitHub failed (bad credentials, a rejected push, ...).
     """
+    request = build_request(
+        title=title, body=body, key=key, base=base, draft=draft, labels=labels, github_repo=github_repo,
+        source=source, changes=changes, settings=settings, tests_passed=tests_passed,
+    )
+    checkout = _open_checkout(repo, request.source, settings)
+    with _host_for(checkout, request, settings, github) as host:
+        return _publish(request, checkout, host)
+
+
+def build_request(
+    *,
+    title: str,
+    body: str,
+    key: str | None,
+    base: str | None,
+    draft: bool,
+    labels: Sequence[str],
+    github_repo: str | None,
+    source: Path | None,
+    changes: ChangeSet | None,
+    settings: Settings,
+    tests_passed: bool | None,
+) -> PublishRequest:
+    """The resolved request of `publish_pull_request`'s arguments (see there): key, branch, body and policies.
+
+    Raises:
+        InputError: an empty or multi-line title, a malformed `github_repo`, or both `changes` and `source`.
+    """
     title = _validate(title, github_repo)
     key = key.strip() if key and key.strip() else default_key(title)
-    branch = branch_for(key)
     if changes is not None and source is not None:
         raise InputError("pass either `changes` (the record of edits) or `source` (a working tree), not both")
+    return PublishRequest(
+        title=title,
+        body=with_marker(redact(body, settings.secret_values()), key),
+        key=key,
+        branch=branch_for(key),
+        base=base,
+        draft=draft or (tests_passed is False and settings.pr_draft_on_failure),
+        labels=tuple(dict.fromkeys([*settings.pr_labels, *labels])),
+        github_repo=github_repo,
+        tests_passed=tests_passed,
+        changes=changes,
+        source=source,
+    )
+
+
+def _open_checkout(repo: Path, source: Path | None, settings: Settings) -> _Checkout:
     repository = git_ops.open_repo(repo)
     worktree = git_ops.open_repo(source) if source is not None else repository
     if git_ops.common_dir(worktree) != git_ops.common_dir(repository):
         raise InputError(f"{source} is not a working tree of the repository at {repo}")
     remote = git_ops.find_remote(repository)
+    return _Checkout(repository, worktree, remote, tuple(settings.secret_values()))
 
-    # An empty GITHUB_TOKEN (an unset secret exported as "") means local mode, not a doomed 401.
-    if github is None and settings.github_token is not None and settings.github_token.get_secret_value():
+
+@contextmanager
+def _host_for(
+    checkout: _Checkout, request: PublishRequest, settings: Settings, api: PullRequestApi | None
+) -> Iterator[PullRequestHost]:
+    # The one place the kind of host is chosen; a client built here is closed here.
+    token = settings.github_token
+    if api is not None:
+        yield GitHubHost.for_remote(api, checkout.remote, request.github_repo, token)
+    elif token is None or not token.get_secret_value():
+        # An empty GITHUB_TOKEN (an unset secret exported as "") means local mode, not a doomed 401.
+        yield LocalHost(settings.home, checkout.repository, checkout.remote)
+    else:
         from tasks.pull_requests.github import GitHubClient  # PyGithub is only loaded when GitHub is used
 
         own = GitHubClient.from_settings(settings)
         try:
-            return _publish(repository, worktree, changes, remote, own, title=title, body=body, key=key,
-                            branch=branch, base=base, draft=draft, labels=labels, github_repo=github_repo,
-                            settings=settings, tests_passed=tests_passed)
+            yield GitHubHost.for_remote(own, checkout.remote, request.github_repo, token)
         finally:
             own.close()
-    return _publish(repository, worktree, changes, remote, github, title=title, body=body, key=key, branch=branch,
-                    base=base, draft=draft, labels=labels, github_repo=github_repo, settings=settings,
-                    tests_passed=tests_passed)
 
 
-def _publish(
-    repository: UserRepo,
-    worktree: UserRepo,
-    changes: ChangeSet | None,
-    remote: git_ops.Remote,
-    host: PullRequestHost | None,
-    *,
-    title: str,
-    body: str,
-    key: str,
-    branch: str,
-    base: str | None,
-    draft: bool,
-    labels: Sequence[str],
-    github_repo: str | None,
-    settings: Settings,
-    tests_passed: bool | None,
-) -> PullRequestResult:
-    secrets = settings.secret_values()
-    full_name: str | None = None
-    auth: git_ops.GitAuth | None = None
-    if host is not None:
-        full_name = github_repo or git_ops.github_repo_from_url(remote.url)
-        if full_name is None:
-            raise InputError(
-                f"cannot tell the GitHub repository from the URL of {remote.name} ({remote.display_url}); "
-                "pass --github-repo OWNER/NAME"
-            )
-        token = settings.github_token
-        same_host = git_ops.strip_userinfo(remote.url).startswith(host.web_url)
-        if token is not None and token.get_secret_value() and same_host:
-            auth = git_ops.GitAuth(web_url=host.web_url, token=token)
+def _publish(request: PublishRequest, checkout: _Checkout, host: PullRequestHost) -> PullRequestResult:
+    # Steps 1-6 of the module docstring.
+    repository = checkout.repository
+    if request.changes is not None:
+        snap = git_ops.snapshot_changes(repository, request.changes)
+    else:
+        snap = git_ops.snapshot(checkout.worktree)
+    base, refs = _resolve_base(request, checkout, host)
+    if not snap.dirty and _adds_nothing(checkout, snap, base, refs.heads[base], host.push_auth):
+        _log.info("nothing to commit: %s has no changes that %s lacks", checkout.worktree.top, base)
+        return PullRequestResult(branch=request.branch, number=None, url=None, created=False, local=host.local,
+                                 description_path=None, key=request.key, base=base, nothing_to_commit=True)
+    existing = host.find_pull_request(request)  # bad credentials fail here, before any push
+    pushed = _push(request, checkout, snap, refs.heads.get(request.branch), host.push_auth)
+    return host.open_pull_request(request, base=base, existing=existing, pushed=pushed)
 
-    snap = git_ops.snapshot_changes(repository, changes) if changes is not None else git_ops.snapshot(worktree)
-    explicit_base = base
-    if base is None and host is not None and full_name is not None:
-        base = host.repository(full_name).default_branch
-    refs = git_ops.ls_remote(
-        repository, remote, [b for b in (base, branch) if b], with_default=base is None, auth=auth, secrets=secrets
-    )
+
+def _resolve_base(
+    request: PublishRequest, checkout: _Checkout, host: PullRequestHost
+) -> tuple[str, git_ops.RemoteRefs]:
+    # The base (asked for, else the host's default, else the remote's HEAD) and the remote's base and PR
+    # branch, in one ls-remote when the base is known up front.
+    repository, remote, auth, secrets = checkout.repository, checkout.remote, host.push_auth, checkout.secrets
+    base = request.base if request.base is not None else host.default_base()
+    wanted = [b for b in (base, request.branch) if b]
+    refs = git_ops.ls_remote(repository, remote, wanted, with_default=base is None, auth=auth, secrets=secrets)
     if base is None:
         base = refs.default_branch
         if base is None:
             raise InputError(f"cannot tell the default branch of {remote.name} ({remote.display_url}); pass --base")
         if base not in refs.heads:
-            refs = git_ops.ls_remote(repository, remote, [base, branch], with_default=False, auth=auth,
+            refs = git_ops.ls_remote(repository, remote, [base, request.branch], with_default=False, auth=auth,
                                      secrets=secrets)
-    base_sha = refs.heads.get(base)
-    if base_sha is None:
+    if base not in refs.heads:
         raise InputError(f"the base branch {base!r} does not exist on {remote.name} ({remote.display_url})")
+    return base, refs
 
-    if not snap.dirty:
-        if not git_ops.has_commit(repository, base_sha):
-            git_ops.fetch(repository, remote, base, auth=auth, secrets=secrets)
-        if git_ops.is_ancestor(repository, snap.head, base_sha):
-            _log.info("nothing to commit: %s has no changes that %s lacks", worktree.top, base)
-            return PullRequestResult(branch=branch, number=None, url=None, created=False, local=host is None,
-                                     description_path=None, key=key, base=base, nothing_to_commit=True)
 
-    existing: PullRequestInfo | None = None
-    if host is not None and full_name is not None:
-        existing = _find_pull(host, full_name, branch, key)
+def _adds_nothing(
+    checkout: _Checkout, snap: git_ops.Snapshot, base: str, base_sha: str, auth: git_ops.GitAuth | None
+) -> bool:
+    # Whether the (clean) snapshot's head is already in the base, so there is nothing to publish.
+    if not git_ops.has_commit(checkout.repository, base_sha):
+        git_ops.fetch(checkout.repository, checkout.remote, base, auth=auth, secrets=checkout.secrets)
+    return git_ops.is_ancestor(checkout.repository, snap.head, base_sha)
 
-    commit = git_ops.commit_snapshot(repository, snap, f"{title}\n\nVibe-Key: {key}\n")
-    remote_sha = refs.heads.get(branch)
+
+def _push(
+    request: PublishRequest,
+    checkout: _Checkout,
+    snap: git_ops.Snapshot,
+    remote_sha: str | None,
+    auth: git_ops.GitAuth | None,
+) -> bool:
+    # Commit the snapshot and push it with a lease on `remote_sha`, unless the branch already holds it.
+    repository, remote, secrets = checkout.repository, checkout.remote, checkout.secrets
+    commit = git_ops.commit_snapshot(repository, snap, f"{request.title}\n\nVibe-Key: {request.key}\n")
     if remote_sha is not None and not git_ops.has_commit(repository, remote_sha):
-        git_ops.fetch(repository, remote, branch, auth=auth, secrets=secrets)
-    pushed = remote_sha is None or not git_ops.same_content(repository, remote_sha, commit, snap)
-    if pushed:
-        git_ops.push_with_lease(repository, remote, commit, branch, expected=remote_sha, auth=auth, secrets=secrets)
-        _log.info("pushed %s to %s", branch, remote.name)
-    else:
-        _log.info("%s on %s already holds this change; not pushed", branch, remote.name)
-
-    full_body = with_marker(redact(body, secrets), key)
-    if host is None or full_name is None:
-        path = _write_description(settings, repository, remote, branch=branch, base=base, title=title, body=full_body)
-        return PullRequestResult(branch=branch, number=None, url=None, created=False, local=True,
-                                 description_path=path, key=key, base=base, pushed=pushed)
-
-    wanted_draft = draft or (tests_passed is False and settings.pr_draft_on_failure)
-    wanted_labels = list(dict.fromkeys([*settings.pr_labels, *labels]))
-    created = False
-    if existing is None:
-        try:
-            pull = host.create_pull_request(full_name, head=branch, base=base, title=title, body=full_body,
-                                            draft=wanted_draft)
-            created = True
-        except GitHubError as exc:
-            # A retried POST whose first attempt did succeed: adopt the PR it made.
-            if exc.status != 422 or "already exists" not in str(exc).lower():
-                raise
-            existing = _find_pull(host, full_name, branch, key)
-            if existing is None:
-                raise
-    if existing is not None:
-        pull = _update_pull(host, full_name, existing, title=title, body=full_body,
-                            base=explicit_base, draft=wanted_draft)
-    missing = [label for label in wanted_labels if label not in pull.labels]
-    if missing:
-        host.add_labels(full_name, pull.number, missing)
-    _log.info("%s pull request #%d: %s", "opened" if created else "updated", pull.number, pull.url)
-    return PullRequestResult(branch=branch, number=pull.number, url=pull.url, created=created, local=False,
-                             description_path=None, key=key, base=base, pushed=pushed)
-
-
-def _find_pull(host: PullRequestHost, full_name: str, branch: str, key: str) -> PullRequestInfo | None:
-    owner = full_name.split("/", 1)[0]
-    for pull in host.find_open_pull_requests(full_name, f"{owner}:{branch}"):
-        found = marker_key(pull.body)
-        if found is not None and found != key:
-            raise InputError(
-                f"pull request #{pull.number} on branch {branch} belongs to another key ({found!r}); "
-                "pass a different --key"
-            )
-        return pull  # the branch is this key's: adopt its open PR even if someone removed the marker
-    return None
-
-
-def _update_pull(
-    host: PullRequestHost, full_name: str, pull: PullRequestInfo, *, title: str, body: str, base: str | None,
-    draft: bool,
-) -> PullRequestInfo:
-    changes: dict[str, str] = {}
-    if pull.title != title:
-        changes["title"] = title
-    if _norm(pull.body) != _norm(body):
-        changes["body"] = body
-    if base is not None and pull.base != base:
-        changes["base"] = base
-    if changes:
-        pull = host.update_pull_request(full_name, pull.number, **changes)
-    if pull.draft != draft:
-        host.set_draft(pull, draft)
-    return pull
-
-
-def _write_description(
-    settings: Settings, repository: UserRepo, remote: git_ops.Remote, *, branch: str, base: str, title: str, body: str
-) -> Path:
-    root = git_ops.common_dir(repository)
-    name = repository.top.name
-    folder = settings.home / "pull-requests" / f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{branch.removeprefix(_BRANCH_PREFIX)}.md"
-    text = (
-        f"# {title}\n\n"
-        f"Branch `{branch}` is pushed to `{remote.name}` ({remote.display_url}); base `{base}`.\n"
-        "No GitHub token is configured (GITHUB_TOKEN), so no pull request was opened: "
-        "open one from this description.\n\n---\n\n"
-        f"{body}\n"
-    )
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # readers never see a half-written description
-    return path
+        git_ops.fetch(repository, remote, request.branch, auth=auth, secrets=secrets)
+    if remote_sha is not None and git_ops.same_content(repository, remote_sha, commit, snap):
+        _log.info("%s on %s already holds this change; not pushed", request.branch, remote.name)
+        return False
+    git_ops.push_with_lease(repository, remote, commit, request.branch, expected=remote_sha, auth=auth,
+                            secrets=secrets)
+    _log.info("pushed %s to %s", request.branch, remote.name)
+    return True
 
 
 def describe(result: PullRequestResult) -> str:
