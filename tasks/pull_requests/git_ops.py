@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from tasks.safe_git import UserRepo, find_user_repo
 from tasks.workspace import ChangeSet, build_change_tree
 from vibe.errors import GitHubError, InputError
+from vibe.redact import redact
 
 _FALLBACK_NAME = "vibe-pipelines"
 _FALLBACK_EMAIL = "vibe-pipelines@users.noreply.github.com"
@@ -261,16 +262,9 @@ def _run_remote(repo: UserRepo, args: list[str], auth: GitAuth | None, secrets: 
     proc = repo.git().run(*args, check=False, remote=True, extra_env=auth.env() if auth is not None else None)
     out = proc.stdout.decode(errors="replace").strip()
     err = proc.stderr.decode(errors="replace").strip()
-    return proc.returncode, _redact(out, secrets), _redact(err, secrets)
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    # Credentials a user embedded in a remote URL must not reach our messages either.
-    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    # The project's one redaction: the secrets, and credentials a user embedded in a remote URL.
+    secrets = tuple(secrets)
+    return proc.returncode, redact(out, secrets), redact(err, secrets)
 
 
 def _first_error_line(stderr: str) -> str:

@@ -34,6 +34,7 @@ from pydantic import SecretStr
 
 from tasks.pull_requests.protocol import PullRequestInfo, RepositoryInfo
 from vibe.errors import GitHubError
+from vibe.fsutil import atomic_write
 from vibe.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -297,9 +298,7 @@ class GitHubClient:
                    "html_url": info.html_url}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(payload), encoding="utf-8")
-            tmp.replace(path)
+            atomic_write(path, json.dumps(payload))
         except OSError as exc:
             _log.warning("cannot write the GitHub metadata cache at %s: %s", path, exc)
 

@@ -25,6 +25,7 @@ from tasks.pull_requests.protocol import (
 )
 from tasks.safe_git import UserRepo
 from vibe.errors import GitHubError, InputError
+from vibe.fsutil import atomic_write
 
 _log = logging.getLogger(__name__)
 
@@ -181,9 +182,7 @@ class LocalHost:
             "open one from this description.\n\n---\n\n"
             f"{request.body}\n"
         )
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, text)
         return PullRequestResult(branch=request.branch, number=None, url=None, created=False, local=True,
                                  description_path=path, key=request.key, base=base, pushed=pushed)
 
