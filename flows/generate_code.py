@@ -18,8 +18,10 @@ from tasks.codegen.apply import plan_edits, write_plan
 from tasks.codegen.budget import Budget
 from tasks.codegen.generate import Generation, check_budget, prompt_tokens_for
 from tasks.codegen.parser import parse_reply
+from tasks.codegen.prefect_tasks import ask_model_task, gather_context_task, open_provider_manager
 from tasks.codegen.prompt import build_messages
-from tasks.codegen.steps import ask_model_task, call_step, gather_context_task, index_repo_task
+from tasks.indexing.prefect_tasks import index_repository_task
+from tasks.step import call_step
 from vibe.errors import InputError
 from vibe.settings import current_settings
 
@@ -53,13 +55,14 @@ def generate_code(
     repo = Path(repo_path).expanduser().resolve()
     if not repo.is_dir():
         raise InputError(f"{repo} is not a directory: pass the path of a git repository")
-    call_step(index_repo_task, repo)
+    call_step(index_repository_task, repo)
     context = call_step(gather_context_task, repo, request, repo, settings)
     messages = build_messages(
         request, budget_tokens=prompt_tokens_for(model), repo_map=context.repo_map, related=context.related
     )
     check_budget(Budget(max_tokens=settings.budget_tokens, max_usd=settings.budget_usd), messages, model=model)
-    generation: Generation = call_step(ask_model_task, messages, settings, model)
+    with open_provider_manager(settings) as manager:
+        generation: Generation = call_step(ask_model_task, messages, model, settings=settings, manager=manager)
     parsed = parse_reply(generation.reply)
     problems = [str(p) for p in parsed.problems]
     plan = plan_edits(repo, parsed.edits)

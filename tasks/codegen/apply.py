@@ -19,13 +19,13 @@ import re
 import secrets
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from tasks.codegen.parser import FileEdit, SearchReplace
+from tasks.codegen.parser import FileEdit, SearchReplace, parse_reply
 from vibe.errors import InputError
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
@@ -547,3 +547,40 @@ def apply_edits(root: Path, edits: Sequence[FileEdit], *, max_file_bytes: int = 
         except EditWriteError as exc:
             return EditPlan(writes=plan.writes, problems=(exc.problem,))
     return plan
+
+
+@dataclass(frozen=True)
+class AppliedReply:
+    """What applying one reply did: the files written with their new text, or the problems for the model.
+
+    Attributes:
+        written: the paths written (relative, POSIX), in the reply's order; empty when `problems` is not.
+        problems: one message per edit that could not be applied (nothing was written then).
+        contents: path -> the complete new text of each written file: the pipeline's own record of the edits,
+            from which the patch and the pull request are built.
+    """
+
+    written: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    contents: Mapping[str, str] = field(default_factory=dict)
+
+
+def apply_reply(root: Path, reply: str, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> AppliedReply:
+    """Parse a model's reply and apply its edits under `root`, all or nothing.
+
+    Returns:
+        The files written and their content, or the problems for the model (then nothing was written).
+
+    Raises:
+        UnsafeEditError: an edit is refused (nothing was written).
+    """
+    parsed = parse_reply(reply)
+    problems = [str(p) for p in parsed.problems]
+    if not parsed.edits and not problems:
+        problems.append("the reply contains no edit: put each file path on its own line, then a fenced block")
+    if problems:
+        return AppliedReply(problems=tuple(problems))
+    plan = apply_edits(root, parsed.edits, max_file_bytes=max_file_bytes)
+    if not plan.ok:
+        return AppliedReply(problems=tuple(str(p) for p in plan.problems))
+    return AppliedReply(written=tuple(w.path for w in plan.writes), contents={w.path: w.content for w in plan.writes})

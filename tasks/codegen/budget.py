@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from vibe.errors import BudgetExceededError
 
@@ -79,23 +78,3 @@ class Budget:
             self.unpriced_calls += 1
         else:
             usage.cost_usd += cost_usd
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """Totals and the per-provider tally, JSON-ready."""
-        return {
-            "tokens": self.tokens,
-            "cost_usd": round(self.cost_usd, 6),
-            "max_tokens": self.max_tokens,
-            "max_usd": self.max_usd,
-            "unpriced_calls": self.unpriced_calls,
-            "by_provider": {
-                name: {
-                    "input_tokens": u.input_tokens,
-                    "output_tokens": u.output_tokens,
-                    "cost_usd": round(u.cost_usd, 6),
-                    "calls": u.calls,
-                    "cached_calls": u.cached_calls,
-                }
-                for name, u in sorted(self.by_provider.items())
-            },
-        }

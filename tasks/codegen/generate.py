@@ -1,6 +1,6 @@
 """Generate edits for a request: gather context from the index, ask the model, parse its reply.
 
-These are the plain functions; `steps.py` wraps them as Prefect tasks for the flows.
+These are the plain functions; `prefect_tasks.py` wraps them as Prefect tasks for the flows.
 """
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from providers.base import CompletionRequest, Message
 from providers.manager import Limiter, ProviderManager, shared_manager
@@ -35,9 +36,10 @@ class CodeContext:
     related: tuple[ContextFile, ...]
 
 
-@dataclass(frozen=True)
-class Generation:
-    """One answered LLM call of the pipeline, as persisted in the run's journal."""
+class Generation(BaseModel):
+    """One answered LLM call of the pipeline, as persisted in the run's journal (`journal.get(step, Generation)`)."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     reply: str
     provider: str
@@ -46,13 +48,6 @@ class Generation:
     output_tokens: int
     cost_usd: float | None
     cached: bool
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> Generation:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
 def gather_context(

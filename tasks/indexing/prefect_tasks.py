@@ -1,32 +1,22 @@
-"""Thin Prefect task wrappers over the indexing functions.
+"""The indexing step as a thin Prefect task over `index_repository` (the project's only `index-repository`).
 
-One retry layer: an index run is retried only when another run held the repository's store past the wait
-(`LockTimeoutError`, retryable); bad input and broken stores are not retried. No caching: an index run's
-result depends on the working tree, not on its arguments.
+Declared with `tasks.step.step`: an index run is retried only for a retryable fault, in practice another run
+holding the repository's store past the wait (`LockTimeoutError`); bad input and broken stores are not
+retried. No caching: an index run's result depends on the working tree, not on its arguments.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 from uuid import UUID
-
-from prefect import Task, task
-from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 
 from tasks.indexing.index import index_repository
 from tasks.indexing.models import IndexStats
-from vibe.errors import ExternalError
+from tasks.step import step
 
 # At most one progress update per this many seconds: each one is an API call.
 _PROGRESS_EVERY_S = 0.5
-
-
-def _retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
-    return isinstance(exc, ExternalError) and exc.retryable
 
 
 class _ArtifactProgress:
@@ -47,14 +37,7 @@ class _ArtifactProgress:
         update_progress_artifact(self.artifact_id, progress=percent, description=f"{done}/{total} files analysed")
 
 
-@task(
-    name="index-repository",
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=_retryable,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+@step("index-repository", retries=1, retry_delay_seconds=5)
 def index_repository_task(
     repo: Path, full: bool = False, store_dir: Path | None = None, progress_artifact: UUID | None = None
 ) -> IndexStats:

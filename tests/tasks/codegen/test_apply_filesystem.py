@@ -15,9 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.codegen.apply import EditWriteError, UnsafeEditError, apply_edits, plan_edits, write_plan
+from tasks.codegen.apply import EditWriteError, UnsafeEditError, apply_edits, apply_reply, plan_edits, write_plan
 from tasks.codegen.parser import FileEdit
-from tasks.codegen.steps import apply_reply_task
 
 FENCE = "```"
 GOOD = (
@@ -58,9 +57,9 @@ def whole(path: str, content: str = "X = 1\n") -> str:
     return f"{path}\n{FENCE}python\n{content}{FENCE}\n"
 
 
-def apply_reply(root: Path, reply: str) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = apply_reply_task.fn(root, reply)
-    return result
+def applied(root: Path, reply: str) -> dict[str, list[str]]:
+    result = apply_reply(root, reply)
+    return {"written": list(result.written), "problems": list(result.problems)}
 
 
 @pytest.mark.parametrize(
@@ -80,7 +79,7 @@ def test_a_path_the_file_system_would_refuse_goes_back_to_the_model_and_writes_n
     repo: Path, second: str, message: str
 ) -> None:
     before = tree(repo)
-    result = apply_reply(repo, GOOD + second)
+    result = applied(repo, GOOD + second)
     assert result["written"] == []
     assert any(message in problem for problem in result["problems"]), result["problems"]
     assert tree(repo) == before
@@ -108,7 +107,7 @@ def test_git_and_symlinks_on_the_way_stay_refusals(repo: Path) -> None:
         (".GIT/config", "'.GIT/config': files under .git/"),
     ):
         with pytest.raises(UnsafeEditError, match="nothing was written") as info:
-            apply_reply(repo, GOOD + whole(path))
+            applied(repo, GOOD + whole(path))
         assert reason in str(info.value)
         assert tree(repo) == before
 
@@ -162,7 +161,7 @@ def test_a_replace_that_fails_after_others_were_replaced_restores_them(repo: Pat
     try:
         before = tree(repo)
         reply = GOOD + whole("brand/new.py") + whole("pkg/util.py", "X = 2\n")
-        result = apply_reply(repo, reply)
+        result = applied(repo, reply)
         assert result["written"] == []
         (problem,) = result["problems"]
         assert problem.startswith("pkg/util.py: writing the file failed (Operation not permitted)")
@@ -180,7 +179,7 @@ def test_write_plan_reports_the_failure_as_an_error_for_direct_callers(repo: Pat
 
 
 def test_files_created_by_an_edit_get_ordinary_permissions(repo: Path) -> None:
-    apply_reply(repo, whole("pkg/fresh.py"))
+    applied(repo, whole("pkg/fresh.py"))
     assert stat.S_IMODE((repo / "pkg" / "fresh.py").stat().st_mode) == 0o644
     assert stat.S_IMODE((repo / "run.sh").stat().st_mode) == 0o755
 

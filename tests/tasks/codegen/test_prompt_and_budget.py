@@ -6,7 +6,6 @@ import pytest
 
 from tasks.codegen.budget import Budget
 from tasks.codegen.generate import normalise_output, prompt_tokens_for
-from tasks.codegen.journal import RunJournal, request_key
 from tasks.codegen.prompt import (
     SYSTEM_PROMPT,
     ContextFile,
@@ -15,6 +14,7 @@ from tasks.codegen.prompt import (
     estimate_tokens,
     prompt_budget,
 )
+from tasks.pipeline.journal import RunJournal, request_key
 from vibe.errors import BudgetExceededError, InputError
 
 
@@ -65,7 +65,7 @@ def test_budget_stops_on_tokens_or_usd_before_the_call() -> None:
     dollars.check(estimated_input_tokens=1000, input_price_per_mtok=3.0)
     with pytest.raises(BudgetExceededError, match="USD budget reached"):
         dollars.check(estimated_input_tokens=10_000, input_price_per_mtok=3.0)
-    assert dollars.to_json_dict()["unpriced_calls"] == 1
+    assert dollars.unpriced_calls == 1
     assert dollars.by_provider["openai"].calls == 2
 
 

@@ -10,6 +10,9 @@ UTF-8 bytes; the default matches `Settings.max_reply_bytes`), and the file as a 
 `max_total_bytes` (default 32 entries at the cap; a pipeline run writes at most `2 * max_attempts + 3` entries,
 so only a run of oversized entries can reach it). `put` refuses what would break either bound before anything
 is written, so a hostile 50 MB reply or test report never lands on disk.
+
+Typed: `put(step, model)` stores a frozen pydantic model as its JSON form and `get(step, Model)` reads it back
+as a `Model`; `get(step)` without a type returns the raw JSON value (strings such as the base commit).
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
 
 from vibe.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
 
 _VERSION = 1
 DEFAULT_MAX_ENTRY_BYTES = 2_000_000
@@ -82,20 +89,42 @@ class RunJournal:
         self._lines: dict[str, str] = {}
         self._reload()
 
-    def get(self, step: str) -> Any:
-        """The persisted result of `step`, or None when it has not finished."""
-        return self._steps.get(step)
+    @overload
+    def get(self, step: str) -> Any: ...
+
+    @overload
+    def get(self, step: str, kind: type[M]) -> M | None: ...
+
+    def get(self, step: str, kind: type[M] | None = None) -> Any:
+        """The persisted result of `step` (as a `kind` when given), or None when it has not finished.
+
+        Raises:
+            InputError: the entry is not a valid `kind` (a journal of an older release); the message says to
+                start over with `fresh`.
+        """
+        value = self._steps.get(step)
+        if value is None or kind is None:
+            return value
+        try:
+            return kind.model_validate(value)
+        except ValidationError as exc:
+            raise InputError(
+                f"journal entry {step!r} of run {self.key} is not a valid {kind.__name__} ({exc.error_count()} "
+                "problems): start the run over with fresh=True (vibe run --fresh)"
+            ) from exc
 
     def has(self, step: str) -> bool:
         return step in self._steps
 
-    def put(self, step: str, value: Any) -> None:
-        """Persist `value` (JSON-able) as the result of `step`.
+    def put(self, step: str, value: BaseModel | Any) -> None:
+        """Persist `value` (a pydantic model, or a JSON-able value) as the result of `step`.
 
         Raises:
             InputError: the entry is over `max_entry_bytes`, or the journal would grow over `max_total_bytes`;
                 nothing was written and the journal is unchanged.
         """
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
         line = _entry_line(step, value)
         size = len(line.encode("utf-8"))
         if size > self.max_entry_bytes:

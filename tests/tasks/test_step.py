@@ -1,18 +1,18 @@
-"""Task retries in the pipeline's steps: only retryable faults, and never where a lower layer retries already."""
+"""The one retry policy of every step: only retryable faults, and never where a lower layer retries already."""
 
 from __future__ import annotations
 
 import pytest
 from prefect import flow, task
 
-from tasks.codegen.steps import call_step, only_retryable
+from tasks.step import call_step, retry_only_retryable
 from vibe.errors import CacheError, ExternalError, GitHubError, InputError, ProviderError
 
 _calls: list[str] = []
 _ERRORS = (ExternalError, InputError)
 
 
-@task(retries=2, retry_delay_seconds=0, retry_condition_fn=only_retryable)
+@task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_only_retryable)
 def _fails_once(kind: str) -> str:
     _calls.append(kind)
     if len(_calls) == 1:

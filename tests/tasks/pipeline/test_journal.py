@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.codegen.journal import RunJournal
+from tasks.pipeline.journal import RunJournal
 from vibe.errors import InputError
 
 

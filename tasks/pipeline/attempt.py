@@ -1,0 +1,135 @@
+"""The pipeline's repair loop: `run_attempt` is one generate -> apply -> test -> feedback round.
+
+Each finished step goes to the run's journal before the next starts (`generate:N`, `tests:N`); a re-run under
+the same key takes them from there instead of asking the model or running the tests again.
+"""
+
+from __future__ import annotations
+
+from tasks.codegen.apply import UnsafeEditError
+from tasks.codegen.generate import Generation, charge, check_budget, normalise_output, read_context_files
+from tasks.codegen.prefect_tasks import apply_reply_task, ask_model_task
+from tasks.codegen.prompt import (
+    Exchange,
+    build_messages,
+    describe_edit_problems,
+    describe_test_failures,
+    with_current_files,
+)
+from tasks.pipeline.outcome import AttemptRecord, TestRun
+from tasks.pipeline.progress import record_table, say
+from tasks.pipeline.report import finish
+from tasks.pipeline.run import PipelineRun
+from tasks.step import call_step
+from tasks.testing.runner import runner_options
+from tasks.testing.task import run_test_suite_task
+from vibe.errors import BudgetExceededError
+
+__all__ = ["run_attempt", "run_attempts"]
+
+
+def run_attempts(run: PipelineRun) -> None:
+    """Attempts until the tests pass, the attempts run out, or the budget does (`outcome.stopped` says so).
+
+    Raises:
+        UnsafeEditError: a reply asked for a refused edit; the run's summary is written (not journaled) first.
+    """
+    for number in range(1, run.max_attempts + 1):
+        try:
+            record = run_attempt(run, number)
+        except BudgetExceededError as exc:
+            run.outcome.stop(str(exc))
+            say(str(exc))
+            return
+        except UnsafeEditError:
+            finish(run, persist=False)
+            raise
+        if record.ok:
+            return
+
+
+def run_attempt(run: PipelineRun, number: int) -> AttemptRecord:
+    """Attempt `number`: ask the model (or replay its journaled reply), apply the edits, run the tests.
+
+    The attempt is appended to `run.outcome`; when it did not pass, the feedback for the next one (the edit
+    problems or the failing tests, with the files as they are now) is appended to `run.history`.
+
+    Raises:
+        BudgetExceededError: the budget does not allow this attempt's LLM call (nothing was sent).
+        UnsafeEditError: the reply asked for a refused edit (recorded in `run.outcome`; nothing was written).
+    """
+    span = 70 / run.max_attempts
+    start = 15 + span * (number - 1)
+    label = f"attempt {number}/{run.max_attempts}"
+    run.progress.advance(start, f"{label}: asking {run.model}")
+    generation = _generate(run, number)
+    run.outcome.models.add(generation.model)
+    run.progress.advance(start + span / 3, f"{label}: applying edits")
+    try:
+        applied = call_step(apply_reply_task, run.workspace, generation.reply)
+    except UnsafeEditError as exc:
+        run.outcome.refuse(number, str(exc))
+        raise
+    run.changes = run.changes.with_changes(applied.contents)
+    if applied.problems:
+        record = AttemptRecord(number=number, problems=applied.problems)
+        feedback = describe_edit_problems(list(applied.problems), attempt=number, max_attempts=run.max_attempts)
+    else:
+        run.progress.advance(start + 2 * span / 3, f"{label}: running the tests")
+        tests = _test(run, number)
+        record = AttemptRecord(number=number, written=applied.written, tests=tests)
+        feedback = describe_test_failures(tests.digest, attempt=number, max_attempts=run.max_attempts)
+    run.outcome.attempts.append(record)
+    if not record.ok:
+        changed = read_context_files(run.workspace, sorted(run.changes.changes))
+        current = with_current_files(feedback, changed, budget_tokens=run.prompt_tokens // 3)
+        run.history.append(Exchange(reply=generation.reply, feedback=current))
+    return record
+
+
+def _generate(run: PipelineRun, number: int) -> Generation:
+    step = f"generate:{number}"
+    persisted = run.journal.get(step, Generation)
+    if persisted is not None:
+        charge(run.budget, persisted)
+        say(f"attempt {number}: the model's reply comes from the run's journal (no new LLM call)")
+        return persisted
+    context = run.context
+    messages = build_messages(
+        run.request,
+        budget_tokens=run.prompt_tokens,
+        repo_map=context.repo_map,
+        related=context.related,
+        history=run.history,
+    )
+    check_budget(run.budget, messages, model=run.model)
+    generation = call_step(ask_model_task, messages, run.model, settings=run.settings, manager=run.manager)
+    charge(run.budget, generation)
+    run.journal.put(step, generation)
+    return generation
+
+
+def _test(run: PipelineRun, number: int) -> TestRun:
+    step = f"tests:{number}"
+    persisted = run.journal.get(step, TestRun)
+    if persisted is not None:
+        say(f"attempt {number}: test results come from the run's journal")
+        return persisted
+    # The model wrote this code: it runs only in the sandbox (a refusal without bubblewrap, unless VIBE_SANDBOX=unsafe).
+    report = call_step(
+        run_test_suite_task,
+        run.workspace,
+        command=run.test_command,
+        trusted_code=False,
+        **runner_options(run.settings),
+    )
+    record_table(report.table_rows(), f"tests: {report.counts_line()}")
+    tests = TestRun(
+        ok=report.ok,
+        report=report,
+        # The digest goes into the prompt: made stable across runs so caches and cassettes match.
+        digest=normalise_output(report.failure_digest(6000), workspace=run.workspace),
+        markdown=report.to_markdown(),
+    )
+    run.journal.put(step, tests)
+    return tests

@@ -1,0 +1,53 @@
+"""Checks a pipeline run makes before any work: a usable repository, a publishable remote, a working sandbox."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vibe.errors import InputError
+from vibe.settings import Settings
+
+__all__ = ["check_publishable", "require_sandbox", "resolve_repo"]
+
+
+def resolve_repo(repo_path: str | Path) -> Path:
+    """The repository's absolute path.
+
+    Raises:
+        InputError: it is not a directory.
+    """
+    repo = Path(repo_path).expanduser().resolve()
+    if not repo.is_dir():
+        raise InputError(f"{repo} is not a directory: pass the path of a git repository with --repo")
+    return repo
+
+
+def check_publishable(repo: Path) -> None:
+    """Fail before any LLM call when the pull request could never be published (no usable git remote).
+
+    Raises:
+        InputError: the message says how to add a remote (or to pass --no-pr).
+    """
+    from tasks.pull_requests.git_ops import find_remote, open_repo
+
+    try:
+        find_remote(open_repo(repo))
+    except InputError as exc:
+        raise InputError(f"{exc} (or pass --no-pr to skip the pull request)") from exc
+
+
+def require_sandbox(settings: Settings) -> None:
+    """Fail before any work when the tests the model writes could not run isolated here.
+
+    Raises:
+        SandboxUnavailableError: bubblewrap does not work and `VIBE_SANDBOX=unsafe` is not set; the message says
+            how to install it.
+    """
+    from tasks.testing.sandbox import SandboxUnavailableError, bwrap_available, unavailable_message
+
+    if settings.sandbox == "unsafe":
+        return
+    why_not = bwrap_available(os.environ.get("PATH"))
+    if why_not is not None:
+        raise SandboxUnavailableError(unavailable_message(why_not))
