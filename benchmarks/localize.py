@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +147,9 @@ def main() -> None:
             baseline = Baseline(tree)
             query = case["message"]
             vibe_files(tree, query, 8)  # warm the page cache and any per-generation prior
-            elapsed, ours = _timed(lambda tree=tree, query=query: vibe_files(tree, query, 8))
+            elapsed, ours = _timed(partial(vibe_files, tree, query, 8))
             vibe_s.append(elapsed)
-            elapsed, theirs = _timed(lambda baseline=baseline, query=query: baseline.rank(query, 8))
+            elapsed, theirs = _timed(partial(baseline.rank, query, 8))
             baseline_s.append(elapsed)
             results.append({
                 "repository": case["repository"], "commit": case["commit"][:10], "split": case["split"],
