@@ -11,6 +11,7 @@ without a working bubblewrap (`SandboxUnavailableError`, unless `VIBE_SANDBOX=un
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib.util
@@ -22,17 +23,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
-from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_runner, plan_tests, resolve_program
-from tasks.testing.junit import (
-    parse_cargo_output,
-    parse_go_output,
-    parse_junit,
-    parse_pytest_progress,
-    parse_tap_output,
-)
+from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_kind, plan_tests, resolve_program
 from tasks.testing.report import TestCaseResult, TestReport, trim_message
 from tasks.testing.sandbox import (
     Limits,
@@ -59,15 +54,6 @@ _READY = ".vibe-ready"
 _OUTPUT_CHARS = 20_000
 # Below this many seconds left of the budget a re-run is not worth starting.
 _MIN_RERUN_S = 2.0
-# How much of a killed run's output is read back for its progress lines.
-_PROGRESS_BYTES = 8 * 1024 * 1024
-
-_PYTEST_EXIT = {
-    2: "interrupted: errors while collecting tests",
-    3: "pytest hit an internal error",
-    4: "pytest was called with bad arguments",
-    5: "no tests collected",
-}
 
 
 def environment_key(workspace: Path, setup: str, python: str) -> str:
@@ -169,60 +155,67 @@ def _python_setup(
         return venv, None
 
 
-def _progress_until_timeout(output_log: Path, timeout_s: float) -> tuple[list[TestCaseResult], str | None]:
-    # Killed pytest writes no JUnit XML: its verbose progress says what finished and which test hung.
-    try:
-        with output_log.open("rb") as handle:
-            handle.seek(max(0, output_log.stat().st_size - _PROGRESS_BYTES))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return [], None
-    finished, running = parse_pytest_progress(text)
-    if running is None:
-        return finished, None
-    hung = TestCaseResult(id=running, outcome="error", message=f"still running when the {timeout_s:g} s timeout hit")
-    return [*finished, hung], running
-
-
-def _is_python(workspace: Path, command: str | Sequence[str] | None) -> bool:
+def _uses_virtualenv(workspace: Path, command: str | Sequence[str] | None) -> bool:
     if command is not None:
-        return plan_tests(workspace, command, python="python").runner == "pytest"
-    found = detect_runner(workspace)
-    return found is not None and found[0] == "pytest"
+        return plan_tests(workspace, command, python="python").kind.uses_virtualenv
+    found = detect_kind(workspace)
+    return found is not None and found[0].uses_virtualenv
 
 
-def _results(plan: TestPlan, junit_path: Path, output: str) -> list[TestCaseResult]:
-    if plan.runner == "pytest":
-        return parse_junit(junit_path, pytest_ids=True)
-    if plan.runner == "cargo":
-        return parse_cargo_output(output)
-    if plan.runner == "go":
-        return parse_go_output(output)
-    if junit_path.is_file():
-        return parse_junit(junit_path)
-    # npm scripts and custom commands: results when the output is TAP (node --test, tap reporters).
-    return parse_tap_output(output)
+@dataclass(frozen=True)
+class _Sandbox:
+    """What every sandboxed command of one run shares: the copy, the run directory, environment and limits."""
+
+    workspace: Path
+    run_dir: Path
+    env: dict[str, str]
+    limits: Limits
+    use_bwrap: bool
+    readonly: tuple[Path, ...]
+
+    def run(
+        self, argv: Sequence[str], *, limits: Limits | None = None, output_name: str = "output.log"
+    ) -> SandboxResult:
+        return run_sandboxed(
+            argv, workspace=self.workspace, run_dir=self.run_dir, env=self.env, limits=limits or self.limits,
+            use_bwrap=self.use_bwrap, readonly=list(self.readonly), output_name=output_name,
+        )  # fmt: skip
 
 
-def _rerun_passes(
-    plan: TestPlan, test: TestCaseResult, *, workspace: Path, run_dir: Path, env: dict[str, str], limits: Limits,
-    use_bwrap: bool, index: int, readonly: list[Path],
-) -> bool:  # fmt: skip
-    junit_path = run_dir / f"rerun-{index}.xml"
-    result = run_sandboxed(
-        plan.rerun_argv(test.id, junit_path, workspace),
-        workspace=workspace,
-        run_dir=run_dir,
-        env=env,
-        limits=limits,
-        use_bwrap=use_bwrap,
-        readonly=readonly,
-        output_name=f"rerun-{index}.log",
-    )
+def _rerun_passes(plan: TestPlan, test: TestCaseResult, sandbox: _Sandbox, *, limits: Limits, index: int) -> bool:
+    junit_path = sandbox.run_dir / f"rerun-{index}.xml"
+    argv = plan.rerun_argv(test.id, junit_path, sandbox.workspace)
+    result = sandbox.run(argv, limits=limits, output_name=f"rerun-{index}.log")
     if result.timed_out or result.exit_code != 0:
         return False
-    rerun = [r for r in _results(plan, junit_path, result.output) if r.id == test.id]
+    rerun = [r for r in plan.kind.parse_results(junit_path, result.output) if r.id == test.id]
     return bool(rerun) and all(r.outcome == "passed" for r in rerun)
+
+
+def _rerun_failures(
+    plan: TestPlan, tests: list[TestCaseResult], sandbox: _Sandbox, *, max_reruns: int
+) -> list[TestCaseResult]:
+    """The results with each failing test that passes when re-run alone marked flaky (within one more budget)."""
+    limits = sandbox.limits
+    probe = sandbox.run_dir / "rerun.xml"
+    failing = [
+        t for t in tests
+        if t.outcome in ("failed", "error")
+        and plan.kind.rerun_argv(plan.command, t.id, probe, sandbox.workspace) is not None
+    ]  # fmt: skip
+    reruns_started = time.monotonic()
+    for index, test in enumerate(failing[:max_reruns]):
+        left = limits.timeout_s - (time.monotonic() - reruns_started)
+        if left < _MIN_RERUN_S:
+            break
+        rerun_limits = dataclasses.replace(limits, timeout_s=min(left, limits.timeout_s))
+        if _rerun_passes(plan, test, sandbox, limits=rerun_limits, index=index):
+            message = trim_message(f"flaky: failed, then passed when re-run alone\n{test.message}")
+            tests = [
+                t.model_copy(update={"outcome": "passed", "flaky": True, "message": message}) if t.id == test.id else t
+                for t in tests
+            ]
+    return tests
 
 
 def _summary(
@@ -233,8 +226,9 @@ def _summary(
         running = f" while running {hung}" if hung else ""
         return f"timed out after {timeout_s:g} s{running}; every process of the run was killed"
     code = result.exit_code
-    if plan.runner == "pytest" and code in _PYTEST_EXIT and (code != 2 or not tests):
-        return _PYTEST_EXIT[code]
+    explained = plan.kind.explain_exit(code, tests)
+    if explained is not None:
+        return explained
     if code is not None and code < 0:
         return f"{'; '.join(result.notes)} (a resource limit, or a crash)"
     if not tests:
@@ -420,74 +414,79 @@ def _run_on_copy(
     env = sandbox_env(run_dir)
     venv: Path | None = None
     if setup:
-        if _is_python(workspace, command):
-            # Without a cache directory the virtualenv is private to this run; never the runner's own one.
-            cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
-            venv, failed = _python_setup(
-                workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits,
-                use_bwrap=use_bwrap,
-            )  # fmt: skip
-        else:
-            result = run_sandboxed(
-                ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=_setup_env(env), limits=limits,
-                use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
-            )  # fmt: skip
-            failed = result if result.timed_out or result.exit_code != 0 else None
+        venv, failed = _run_setup(
+            workspace, setup=setup, command=command, run_dir=run_dir, env=env, limits=limits,
+            env_cache_dir=env_cache_dir, use_bwrap=use_bwrap,
+        )  # fmt: skip
         if failed is not None:
-            how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
-            return TestReport(
-                errors=1,
-                exit_code=failed.exit_code,
-                timed_out=failed.timed_out,
-                duration_s=time.monotonic() - started,
-                isolation=failed.isolation,
-                command=["sh", "-c", setup],
-                runner="setup",
-                summary=f"setup failed: `{setup}` {how}",
-                output=failed.output[-_OUTPUT_CHARS:],
-            )
+            return _setup_failed(setup, failed, started=started)
         if venv is not None:
             env = _venv_env(env, venv)
+    plan = _plan(workspace, command, env=env, venv=venv)
+    readonly = (*_interpreter_dirs(), *([venv] if venv is not None else []))
+    sandbox = _Sandbox(workspace, run_dir, env, limits, use_bwrap, readonly)
+
+    junit_path = run_dir / "junit.xml"
+    argv = plan.run_argv(junit_path)
+    logger.info("running %s in %s", " ".join(argv), workspace)
+    result = sandbox.run(argv)
+    logger.info("test isolation: %s", result.isolation)
+    tests = plan.kind.parse_results(junit_path, result.output)
+    hung: str | None = None
+    if result.timed_out and not tests:
+        tests, hung = plan.kind.results_after_timeout(run_dir / "output.log", limits.timeout_s)
+    if rerun_failures and not result.timed_out:
+        tests = _rerun_failures(plan, tests, sandbox, max_reruns=max_reruns)
+    return _suite_report(plan, tests, result, hung=hung, timeout_s=limits.timeout_s, started=started)
+
+
+def _run_setup(
+    workspace: Path, *, setup: str, command: str | Sequence[str] | None, run_dir: Path, env: dict[str, str],
+    limits: Limits, env_cache_dir: Path | None, use_bwrap: bool,
+) -> tuple[Path | None, SandboxResult | None]:  # fmt: skip
+    """Run the setup step: into a cached virtualenv for Python projects, else in the copy. (venv, failed setup)."""
+    if _uses_virtualenv(workspace, command):
+        # Without a cache directory the virtualenv is private to this run; never the runner's own one.
+        cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
+        return _python_setup(
+            workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits, use_bwrap=use_bwrap
+        )
+    result = run_sandboxed(
+        ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=_setup_env(env), limits=limits,
+        use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
+    )  # fmt: skip
+    return None, result if result.timed_out or result.exit_code != 0 else None
+
+
+def _setup_failed(setup: str, failed: SandboxResult, *, started: float) -> TestReport:
+    how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
+    return TestReport(
+        errors=1,
+        exit_code=failed.exit_code,
+        timed_out=failed.timed_out,
+        duration_s=time.monotonic() - started,
+        isolation=failed.isolation,
+        command=["sh", "-c", setup],
+        runner="setup",
+        summary=f"setup failed: `{setup}` {how}",
+        output=failed.output[-_OUTPUT_CHARS:],
+    )
+
+
+def _plan(workspace: Path, command: str | Sequence[str] | None, *, env: dict[str, str], venv: Path | None) -> TestPlan:
+    """The suite's plan, with its program checked to exist (the virtualenv's interpreter for Python projects)."""
     python = str(venv / "bin" / "python") if venv is not None else _default_python()
     plan = plan_tests(workspace, command, python=python)
     if resolve_program(plan.command[0], workspace=workspace, path_env=env["PATH"]) is None:
         hint = "" if plan.explicit else f" (needed for this project's tests: found {plan.reason})"
         raise InputError(f"command not found: {plan.command[0]!r}{hint}")
+    return plan
 
-    junit_path = run_dir / "junit.xml"
-    argv = plan.run_argv(junit_path)
-    logger.info("running %s in %s", " ".join(argv), workspace)
-    readonly = [*_interpreter_dirs(), *([venv] if venv is not None else [])]
-    result = run_sandboxed(
-        argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap, readonly=readonly
-    )
-    logger.info("test isolation: %s", result.isolation)
-    tests = _results(plan, junit_path, result.output)
-    hung: str | None = None
-    if result.timed_out and plan.runner == "pytest" and not tests:
-        tests, hung = _progress_until_timeout(run_dir / "output.log", limits.timeout_s)
 
-    if rerun_failures and plan.can_rerun() and not result.timed_out:
-        # A pytest id without "::" is a collection error of a whole file: nothing to re-run alone.
-        failing = [t for t in tests if t.outcome in ("failed", "error") and ("::" in t.id or plan.runner != "pytest")]
-        reruns_started = time.monotonic()
-        for index, test in enumerate(failing[:max_reruns]):
-            left = limits.timeout_s - (time.monotonic() - reruns_started)
-            if left < _MIN_RERUN_S:
-                break
-            rerun_limits = Limits(
-                timeout_s=min(left, limits.timeout_s), memory_mb=limits.memory_mb,
-                max_processes=limits.max_processes, file_size_mb=limits.file_size_mb,
-            )  # fmt: skip
-            if _rerun_passes(plan, test, workspace=workspace, run_dir=run_dir, env=env, limits=rerun_limits,
-                             use_bwrap=use_bwrap, index=index, readonly=readonly):  # fmt: skip
-                message = trim_message(f"flaky: failed, then passed when re-run alone\n{test.message}")
-                tests = [
-                    t.model_copy(update={"outcome": "passed", "flaky": True, "message": message})
-                    if t.id == test.id else t
-                    for t in tests
-                ]  # fmt: skip
-
+def _suite_report(
+    plan: TestPlan, tests: list[TestCaseResult], result: SandboxResult, *, hung: str | None, timeout_s: float,
+    started: float,
+) -> TestReport:  # fmt: skip
     counts = {
         "passed": sum(t.outcome == "passed" and not t.flaky for t in tests),
         "failed": sum(t.outcome == "failed" for t in tests),
@@ -506,6 +505,6 @@ def _run_on_copy(
         # What a person would type; the result-file arguments pointed into a directory that is gone now.
         command=list(plan.command),
         runner=plan.runner,
-        summary=_summary(plan, draft.counts_line(), result, tests, timeout_s=limits.timeout_s, hung=hung),
+        summary=_summary(plan, draft.counts_line(), result, tests, timeout_s=timeout_s, hung=hung),
         output=result.output[-_OUTPUT_CHARS:],
     )

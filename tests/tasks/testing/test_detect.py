@@ -70,3 +70,22 @@ def test_explicit_commands_keep_their_kind_and_rerun_one_test(tmp_path: Path) ->
     assert plan_tests(tmp_path, "make check", python="python3").runner == "custom"
     with pytest.raises(InputError, match="empty"):
         plan_tests(tmp_path, "  ", python="python3")
+
+
+def test_each_runner_kind_answers_for_itself(tmp_path: Path) -> None:
+    from tasks.testing.runners import CARGO, CUSTOM, GO, NPM, PYTEST
+
+    # pytest's own exit codes say more than the counts; an interrupted run that still reported tests does not.
+    assert PYTEST.explain_exit(5, []) == "no tests collected"
+    assert PYTEST.explain_exit(2, []) == "interrupted: errors while collecting tests"
+    assert PYTEST.explain_exit(1, []) is None
+    assert CARGO.explain_exit(5, []) is None
+    # A collection error of a whole file, a go test without its package, npm and custom commands: no re-run.
+    assert PYTEST.rerun_argv(("pytest",), "tests/test_a.py", Path("/r.xml"), tmp_path) is None
+    assert GO.rerun_argv(("go", "test", "./..."), "TestX", Path("/r.xml"), tmp_path) is None
+    assert NPM.rerun_argv(("npm", "test"), "suite > test", Path("/r.xml"), tmp_path) is None
+    assert CUSTOM.rerun_argv(("make", "check"), "x", Path("/r.xml"), tmp_path) is None
+    # A custom command's TAP output still gives per-test results.
+    tap = "TAP version 13\nok 1 - adds\nnot ok 2 - subtracts\n"
+    assert [t.outcome for t in CUSTOM.parse_results(tmp_path / "absent.xml", tap)] == ["passed", "failed"]
+    assert [kind.uses_virtualenv for kind in (PYTEST, CARGO, GO, NPM, CUSTOM)] == [True, False, False, False, False]
