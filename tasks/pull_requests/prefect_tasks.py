@@ -1,8 +1,10 @@
 """The one Prefect task for publishing: `publish_pull_request_task`, a thin wrapper over `publish_pull_request`.
 
-No task retries: GitHub API faults are retried inside `GitHubClient` (the one retry layer), and a failed push
-is not retryable by repetition (a lease, hook or fast-forward rejection needs a new run or a fix). No caching
-and no persisted result either: the inputs include `Settings`, whose secrets must never feed a cache key.
+Declared with `tasks.step.step` (no cache, no persisted result, the one retry policy); flows call it with
+`tasks.step.call_step`. No task retries: GitHub API faults are retried inside `GitHubClient` (the one retry
+layer), and a failed push is not retryable by repetition (a lease, hook or fast-forward rejection needs a new
+run or a fix). The missing cache matters here too: the inputs include `Settings`, whose secrets must never
+feed a cache key.
 
 The pipeline passes `changes=ChangeSet(...)` (the record of validated edits) and never a workspace; without
 `changes` the repository's own working tree is published (the `open_pull_request` flow, `vibe pr`). The
@@ -15,12 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from tasks.pull_requests.body import render_pr_body
 from tasks.pull_requests.protocol import PullRequestResult
 from tasks.pull_requests.publish import publish_pull_request
+from tasks.step import step
 from tasks.workspace import ChangeSet
 from vibe.errors import InputError
 from vibe.settings import Settings
@@ -28,7 +28,7 @@ from vibe.settings import Settings
 __all__ = ["publish_pull_request_task"]
 
 
-@task(name="publish-pull-request", cache_policy=NO_CACHE, persist_result=False, retries=0)
+@step("publish-pull-request")  # retries=0: see the module docstring
 def publish_pull_request_task(
     repo: Path,
     changes: ChangeSet | None = None,
