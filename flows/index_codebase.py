@@ -2,8 +2,9 @@
 
 Orchestration only: the work is `tasks.indexing.index_repository` (incremental by git blob ids; `full` rebuilds
 from nothing). While it runs, a progress artifact shows files analysed out of files to analyse; at the end a
-markdown artifact summarises what the run did. It runs as a subflow of `feature_pipeline`, on its own from the
-CLI, and from its deployment on a schedule.
+markdown artifact summarises what the run did. It runs from `vibe index` when a Prefect API is configured (the
+CLI calls `index_repository` directly otherwise), as a subflow of the scheduled `reindex_repositories`, and from
+its deployment. `feature_pipeline` and `generate_code` call the same `index_repository_task` as a step.
 """
 
 from __future__ import annotations

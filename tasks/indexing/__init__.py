@@ -1,6 +1,7 @@
 """Codebase indexing: incremental, symbol-aware, searchable, with a repo map for prompts.
 
-Public API (plain functions; the Prefect task wrappers live in `tasks.indexing.tasks`):
+Public API (plain functions; the Prefect task wrapper `index_repository_task` lives in
+`tasks.indexing.prefect_tasks`):
 
 - `index_repository(repo, full=False, store_dir=None, progress=None) -> IndexStats`
 - `search_code(repo, query, k=10, store_dir=None) -> list[SearchHit]`

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.codegen.budget import Budget
-from tasks.pull_requests.publish import PullRequestResult
+from tasks.pull_requests.protocol import PullRequestResult
 from tasks.testing.report import TestReport
 
 _FROZEN = ConfigDict(frozen=True)
