@@ -549,10 +549,42 @@ def run_sandboxed(
         The exit code (None when killed by the timeout), whether it timed out, the wall time, the output's tail
         and a description of the isolation used. The command's processes are all gone when it returns.
     """
-    notes: list[str] = []
-    missing: list[str] = []
     layers = ["process-group", "rlimits(as,cpu,fsize)", "env-allow-list"]
-    prefix: list[str] = []
+    missing: list[str] = []
+    prefix = _bwrap_prefix(
+        command, env, workspace=workspace, run_dir=run_dir, use_bwrap=use_bwrap, network=network,
+        writable=writable, readonly=readonly, layers=layers, missing=missing,
+    )  # fmt: skip
+    rlimits = _rlimits(limits)
+    cgroup = _process_cap(limits, rlimits, layers=layers, missing=missing)
+    config = {"rlimits": rlimits, "cgroup_procs": [str(cgroup.procs_file)] if cgroup else []}
+    argv = [sys.executable, "-I", "-S", str(_LAUNCHER), json.dumps(config), "--", *prefix, *command]
+    output_path = run_dir / output_name
+    started = time.monotonic()
+    exit_code, timed_out, killed = _launch_and_wait(
+        argv, cwd=workspace, env=env, output_path=output_path, timeout_s=limits.timeout_s, cgroup=cgroup
+    )
+    duration = time.monotonic() - started
+    return SandboxResult(
+        exit_code=None if timed_out else exit_code,
+        timed_out=timed_out,
+        duration_s=duration,
+        output=_read_tail(output_path, max_output_chars),
+        isolation=" + ".join(layers) + (f" [{'; '.join(missing)}]" if missing else ""),
+        killed_leftovers=killed,
+        notes=_notes(exit_code, timed_out=timed_out, timeout_s=limits.timeout_s),
+    )
+
+
+def _bwrap_prefix(
+    command: Sequence[str], env: Mapping[str, str], *, workspace: Path, run_dir: Path, use_bwrap: bool | None,
+    network: bool, writable: Sequence[Path], readonly: Sequence[Path], layers: list[str], missing: list[str],
+) -> list[str]:  # fmt: skip
+    """The bubblewrap command line in front of `command` ([] without it); adds to `layers` or `missing`.
+
+    Raises:
+        SandboxUnavailableError: `use_bwrap` is True and bubblewrap does not work here.
+    """
     bwrap = shutil.which("bwrap", path=env.get("PATH"))
     why_not = bwrap_available(env.get("PATH")) if use_bwrap is not False else "disabled"
     if use_bwrap and why_not is not None:
@@ -561,23 +593,33 @@ def run_sandboxed(
         plan = mount_plan(
             command, env, workspace=workspace, writable=(run_dir, *writable), readonly=readonly, network=network
         )
-        prefix = plan.bwrap_args(str(bwrap), workspace)
         layers.insert(0, "bwrap(" + ("net," if network else "no-net,") + "pid,user,mount-plan)")
-    elif use_bwrap is None:
+        return plan.bwrap_args(str(bwrap), workspace)
+    if use_bwrap is None:
         missing.append(f"no network or file system isolation: {why_not}")
         logger.warning("sandbox without bubblewrap (%s): the network and the file system are not isolated", why_not)
+    return []
 
+
+def _rlimits(limits: Limits) -> dict[str, tuple[int, int]]:
+    """The launcher's resource limits: memory, CPU time, file size, no core files."""
     # A backstop behind the wall-clock timeout: a multi-threaded process (cargo test, rustc) may use every core
     # for the whole run, so its CPU time can reach the timeout times the number of cores.
     cpu_s = limits.cpu_s if limits.cpu_s is not None else math.ceil(limits.timeout_s * (os.cpu_count() or 1)) + 5
     memory = limits.memory_mb * 1024 * 1024
     file_size = limits.file_size_mb * 1024 * 1024
-    rlimits: dict[str, tuple[int, int]] = {
+    return {
         "RLIMIT_AS": (memory, memory),
         "RLIMIT_CPU": (cpu_s, cpu_s + 5),
         "RLIMIT_FSIZE": (file_size, file_size),
         "RLIMIT_CORE": (0, 0),
     }
+
+
+def _process_cap(
+    limits: Limits, rlimits: dict[str, tuple[int, int]], *, layers: list[str], missing: list[str]
+) -> _PidsCgroup | None:
+    """A pids cgroup where one can be made, else RLIMIT_NPROC (added to `rlimits`) for non-root, else nothing."""
     cgroup = _PidsCgroup.create(limits.max_processes)
     if cgroup is not None:
         layers.append(f"pids-cgroup(max={limits.max_processes})")
@@ -588,18 +630,21 @@ def run_sandboxed(
     else:
         missing.append("no process limit: running as root without a writable pids cgroup")
         logger.warning("sandbox without a process limit: root, and no writable pids cgroup")
+    return cgroup
 
-    config = {"rlimits": rlimits, "cgroup_procs": [str(cgroup.procs_file)] if cgroup else []}
-    argv = [sys.executable, "-I", "-S", str(_LAUNCHER), json.dumps(config), "--", *prefix, *command]
-    output_path = run_dir / output_name
-    started = time.monotonic()
+
+def _launch_and_wait(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], output_path: Path, timeout_s: float,
+    cgroup: _PidsCgroup | None,
+) -> tuple[int | None, bool, int]:  # fmt: skip
+    """Start the launcher, wait at most `timeout_s`, then kill whatever is left. (exit code, timed out, killed)."""
     timed_out = False
     exit_code: int | None = None
     killed = 0
     with output_path.open("wb") as out:
         proc = subprocess.Popen(
             argv,
-            cwd=workspace,
+            cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -609,7 +654,7 @@ def run_sandboxed(
         )
         try:
             try:
-                exit_code = proc.wait(timeout=limits.timeout_s)
+                exit_code = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _kill_group(proc.pid)
@@ -625,20 +670,16 @@ def run_sandboxed(
             if cgroup is not None:
                 killed += cgroup.kill_all()
                 cgroup.remove()
-    duration = time.monotonic() - started
+    return exit_code, timed_out, killed
+
+
+def _notes(exit_code: int | None, *, timed_out: bool, timeout_s: float) -> list[str]:
+    notes: list[str] = []
     if exit_code is not None and exit_code < 0:
         try:
             notes.append(f"killed by signal {signal.Signals(-exit_code).name}")
         except ValueError:
             notes.append(f"killed by signal {-exit_code}")
     if timed_out:
-        notes.append(f"timed out after {limits.timeout_s:g} s; the whole process group was killed")
-    return SandboxResult(
-        exit_code=None if timed_out else exit_code,
-        timed_out=timed_out,
-        duration_s=duration,
-        output=_read_tail(output_path, max_output_chars),
-        isolation=" + ".join(layers) + (f" [{'; '.join(missing)}]" if missing else ""),
-        killed_leftovers=killed,
-        notes=notes,
-    )
+        notes.append(f"timed out after {timeout_s:g} s; the whole process group was killed")
+    return notes
