@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: paragraphs re-wrapped to the terminal (a docstring's line breaks are not kept mid-sentence)
+    # and flags shown as flags (`--json`), not as `--json <bool>` as typer's rich panels show them.
+    rich_markup_mode=None,
 )
 
 
@@ -36,13 +39,12 @@ def fail(error: VibeError | str, *, code: int = 2) -> NoReturn:
 
 def load_settings() -> Settings:
     """Build the one Settings object of this invocation from the environment; a bad value is a clear error."""
-    from pydantic import ValidationError
+    from vibe.settings import load_settings as load
 
     try:
-        return Settings.load()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        fail(f"invalid configuration: {problems}")
+        return load()
+    except VibeError as exc:
+        fail(exc)
 
 
 def tracked(settings: Settings) -> bool:
@@ -60,3 +62,21 @@ def version() -> None:
     from vibe import __version__
 
     typer.echo(__version__)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from vibe import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Orchestrate AI coding pipelines on Prefect: generate, test, open PRs, index codebases."""

@@ -28,15 +28,19 @@ def run_test_command(
     setup: Annotated[
         str | None, typer.Option("--setup", help="Command installing test dependencies (cached per dependency files).")
     ] = None,
-    ref: Annotated[str, typer.Option("--ref", help="Test this commit instead of the working tree.")] = "HEAD",
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="Test this commit (a branch, tag or sha) instead of the working tree as it is."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the tests of PATH in a sandbox (no network, limits, clean environment) and report each test."""
     settings = load_settings()
     if timeout is not None and timeout <= 0:
         fail("--timeout must be a positive number of seconds")
-    # The working tree as the user sees it, unless they asked for a specific commit.
-    include_uncommitted = ref == "HEAD"
+    # The working tree as the user sees it (uncommitted changes included), unless they asked for a commit.
+    include_uncommitted = ref is None
+    ref = ref or "HEAD"
     try:
         if tracked(settings):
             from flows.run_tests import run_tests
@@ -57,6 +61,7 @@ def run_test_command(
     except VibeError as exc:
         fail(exc)
     # The last human line is the plain `N passed, N failed` form that CI log readers understand.
-    human = f"{report.to_markdown()}\n{report.passed + report.flaky} passed, {report.failed + report.errors} failed"
+    counts = f"{report.passed + report.flaky} passed, {report.failed + report.errors} failed"
+    human = f"{report.to_markdown()}\n{counts}" + (f", {report.skipped} skipped" if report.skipped else "")
     emit(report.to_json_dict(), as_json=as_json, human=human)
     raise typer.Exit(0 if report.ok else 1)

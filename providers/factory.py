@@ -93,12 +93,57 @@ def build_provider(spec: ModelSpec, settings: Settings, *, http_client: httpx2.A
     return _real(spec, settings, http_client)
 
 
+class MissingKeyError(ConfigError):
+    """A model's provider has no API key configured.
+
+    Attributes:
+        model: the model's id (`anthropic:claude-sonnet-4-6`).
+        env: the variable that holds the key (`ANTHROPIC_API_KEY`).
+        hint: what else would answer (a cassette in `auto` replay mode), or "".
+    """
+
+    def __init__(self, model: str, env: str, hint: str) -> None:
+        self.model, self.env, self.hint = model, env, hint
+        super().__init__(f"no API key for {model}: set {env}{hint}")
+
+
+def missing_keys_message(missing: list[MissingKeyError]) -> str:
+    """One short line for a chain whose every model lacks its key: each variable and the hint said once."""
+    envs = list(dict.fromkeys(m.env for m in missing))
+    needed = envs[0] if len(envs) == 1 else f"{', '.join(envs[:-1])} or {envs[-1]}"
+    models = ", ".join(m.model for m in missing)
+    return f"no API key for any model of the chain ({models}): set {needed}{missing[0].hint if missing else ''}"
+
+
+def check_callable(settings: Settings, model: str, fallbacks: tuple[str, ...] | None = None) -> None:
+    """Fail at once, before any work, when no model of the chain could be called with these settings.
+
+    Only what can be known without calling: a key, a keyless provider, or replaying from a cassette.
+
+    Raises:
+        ConfigError: an unknown model in the chain, or no model of it has a key (one short line).
+    """
+    from providers.layers.base import Router
+    from providers.registry import ModelRegistry
+
+    missing: list[MissingKeyError] = []
+    for spec in Router(ModelRegistry.load(), settings.fallbacks).chain(model, fallbacks):
+        replaying = settings.replay == "replay" or (settings.replay == "auto" and settings.cassette is not None)
+        if spec.adapter == REPLAY_ADAPTER or replaying or has_key(settings, spec.provider):
+            return
+        row = provider_table().get(spec.provider)
+        env = row.key_env if row is not None and row.key_env else f"the API key of {spec.provider}"
+        hint = "" if settings.replay != "auto" else " (or set VIBE_CASSETTE to answer from recorded responses)"
+        missing.append(MissingKeyError(spec.id, env, hint))
+    raise ConfigError(missing_keys_message(missing))
+
+
 def _real(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient | None) -> Provider:
     if not has_key(settings, spec.provider):
         row = provider_table().get(spec.provider)
         env = row.key_env if row is not None and row.key_env else f"the API key of {spec.provider}"
         hint = "" if settings.replay != "auto" else " (or set VIBE_CASSETTE to answer from recorded responses)"
-        raise ConfigError(f"no API key for {spec.id}: set {env}{hint}")
+        raise MissingKeyError(spec.id, env, hint)
     return ADAPTERS[spec.adapter](spec, settings, http_client)
 
 

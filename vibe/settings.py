@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         populate_by_name=True,
         extra="ignore",
         frozen=True,
+        # `inf` or `nan` for a timeout would overflow later (deep in asyncio or subprocess); refuse it here.
+        allow_inf_nan=False,
     )
 
     # --- LLM providers -----------------------------------------------------------------------------
@@ -74,7 +76,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=_alias("REDIS_URL"))
     cache_prefix: str = Field("vibe")
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1)
-    cache_enabled: bool = Field(True)
+    # `VIBE_CACHE=off` (or `VIBE_CACHE_ENABLED=false`, the older name) turns the LLM cache off.
+    cache_enabled: bool = Field(True, validation_alias=_alias("VIBE_CACHE", "VIBE_CACHE_ENABLED", "cache_enabled"))
     # How long a single-flight lock outlives a crashed holder; None = llm_timeout_s + 10 s.
     cache_lock_ttl_s: float | None = Field(None, gt=0)
 
@@ -134,6 +137,13 @@ class Settings(BaseSettings):
     worker_grace_s: float = Field(30.0, ge=0)
     worker_limit: int | None = Field(None, ge=1)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix:// (got {value[:40]!r})")
+        return value.strip() or None if value is not None else None
+
     @field_validator("fallbacks", "pr_labels", "reindex_repos", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -148,10 +158,18 @@ class Settings(BaseSettings):
 
         Entry points (CLI commands, flows started by a worker) call this once; tests construct `Settings(...)`.
         """
+        from vibe.errors import ConfigError
         from vibe.redact import install_redaction
 
         settings = cls()
         install_redaction(settings.secret_values())
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid configuration: VIBE_HOME={settings.home} cannot be created ({exc.strerror}); "
+                "point it at a writable directory"
+            ) from exc
         return settings
 
     def api_key(self, provider: str) -> SecretStr | None:
@@ -190,8 +208,26 @@ def current_settings() -> Settings:
         ConfigError: a variable of the environment holds an invalid value (the message names each one).
     """
     handed_in = _CURRENT.get()
-    if handed_in is not None:
-        return handed_in
+    return handed_in if handed_in is not None else load_settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field` (`test_timeout_s` -> `VIBE_TEST_TIMEOUT_S`)."""
+    info = Settings.model_fields.get(field)
+    if info is None:  # an error of an aliased field names the alias: it is the variable already
+        return field.upper()
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices) and alias.choices and isinstance(alias.choices[0], str):
+        return alias.choices[0].upper()
+    return f"VIBE_{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """`Settings.load()` with every invalid value named by its variable in one `ConfigError`.
+
+    Raises:
+        ConfigError: `invalid configuration: VIBE_TEST_TIMEOUT_S: Input should be a finite number; ...`.
+    """
     from pydantic import ValidationError
 
     from vibe.errors import ConfigError
@@ -199,5 +235,7 @@ def current_settings() -> Settings:
     try:
         return Settings.load()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{env_name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -76,7 +76,7 @@ class FallbackModel:
             return response.model_copy(update={"attempts": calls + response.attempts})
         summary = "; ".join(str(e) for e in errors)
         if last is None:
-            raise ConfigError(f"no model could be called: {summary}")
+            raise ConfigError(_nothing_callable(errors) or f"no model could be called: {summary}")
         raise AllModelsFailedError(
             f"every model failed after {calls} provider calls: {summary}",
             errors,
@@ -101,3 +101,14 @@ class FallbackModel:
             )
         )
         return True
+
+
+
+def _nothing_callable(errors: list[Exception]) -> str | None:
+    """One short line when every model of the chain only lacked its key."""
+    from providers.factory import MissingKeyError, missing_keys_message
+
+    missing = [e.__cause__ for e in errors]
+    if not missing or not all(isinstance(m, MissingKeyError) for m in missing):
+        return None
+    return missing_keys_message([m for m in missing if isinstance(m, MissingKeyError)])

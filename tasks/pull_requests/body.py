@@ -1,4 +1,4 @@
-"""Pull-request descriptions: the rendered body, the hidden marker that identifies a PR, secret redaction.
+"""Pull-request descriptions: the rendered body and the hidden marker that identifies a PR (redaction: vibe.redact).
 
 The marker is an HTML comment GitHub does not display: `<!-- vibe-pipelines:key=<percent-encoded key> -->`.
 Percent-encoding keeps any key (even one containing `-->`) inside the comment.
@@ -7,13 +7,11 @@ Percent-encoding keeps any key (even one containing `-->`) inside the comment.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
 _MARKER_RE = re.compile(r"<!-- vibe-pipelines:key=([^\s>]*) -->")
 # GitHub rejects bodies over 65536 characters; leave room for the marker and the truncation note.
 _MAX_BODY_CHARS = 60_000
-_REDACTED = "[redacted]"
 
 
 def marker(key: str) -> str:
@@ -31,14 +29,6 @@ def with_marker(body: str, key: str) -> str:
     """`body` with exactly one marker, for `key`, at its end (any other marker is removed)."""
     text = _MARKER_RE.sub("", body or "").rstrip()
     return f"{text}\n\n{marker(key)}" if text else marker(key)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each secret replaced by `[redacted]`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, _REDACTED)
-    return text
 
 
 def render_pr_body(

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.pull_requests import git_ops
-from tasks.pull_requests.body import redact, with_marker
+from tasks.pull_requests.body import with_marker
 from tasks.pull_requests.hosts import GitHubHost, LocalHost
 from tasks.pull_requests.protocol import (
     BRANCH_PREFIX,
@@ -45,6 +45,7 @@ from tasks.pull_requests.protocol import (
 from tasks.safe_git import UserRepo
 from tasks.workspace import ChangeSet
 from vibe.errors import InputError
+from vibe.redact import redact
 from vibe.settings import Settings
 
 __all__ = ["PublishRequest", "PullRequestResult", "branch_for", "default_key", "describe", "publish_pull_request"]

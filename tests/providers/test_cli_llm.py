@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import cli.llm  # noqa: F401 - registers the commands
 from cli._app import app
 from tests.fakes.llm_server import FakeLLMServer, prompt_of, status
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tasks.pull_requests import marker, marker_key, render_pr_body
-from tasks.pull_requests.body import redact, with_marker
+from tasks.pull_requests.body import with_marker
+from vibe.redact import MASK, redact
 
 
 def test_body_has_request_summary_tests_model_tokens_cost_and_marker() -> None:
@@ -48,4 +49,4 @@ def test_marker_survives_odd_keys_and_is_replaced_not_duplicated() -> None:
 
 
 def test_redact() -> None:
-    assert redact("a SECRET b", ["SECRET", ""]) == "a [redacted] b"
+    assert redact("a SECRET b", ["SECRET", ""]) == f"a {MASK} b"

@@ -375,7 +375,7 @@ def test_the_token_never_lands_in_git_config_remote_urls_logs_or_the_body(
     publish(repos, settings, client(settings), body=f"The model echoed {TOKEN} here.")
     body = fake_github.pulls(FULL_NAME)[0]["body"]
     assert TOKEN not in body
-    assert "[redacted]" in body
+    assert "[REDACTED]" in body  # vibe.redact.MASK, the one mask
     assert TOKEN not in (repos.work / ".git" / "config").read_text()
     assert TOKEN not in (repos.remote / "config").read_text()
     assert TOKEN not in git(repos.work, "remote", "-v")

@@ -1,0 +1,66 @@
+"""What a newcomer sees when something is off: one short line that names the variable or flag, never a
+traceback, and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith("_API_KEY") and k not in ("GITHUB_TOKEN", "REDIS_URL", "PREFECT_API_URL", "VIBE_CASSETTE")}
+    env.update({"VIBE_HOME": str(home), **extra})
+    return env
+
+
+def _vibe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("VIBE_TEST_TIMEOUT_S", "inf", "VIBE_TEST_TIMEOUT_S"),
+        ("VIBE_LLM_TIMEOUT_S", "inf", "VIBE_LLM_TIMEOUT_S"),
+        ("VIBE_LLM_TIMEOUT_S", "nan", "VIBE_LLM_TIMEOUT_S"),
+        ("REDIS_URL", "notaurl", "REDIS_URL"),
+        ("VIBE_HOME", "/proc/nope", "VIBE_HOME"),
+        ("VIBE_SANDBOX", "maybe", "VIBE_SANDBOX"),
+    ],
+)
+def test_a_bad_setting_is_one_short_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, named: str
+) -> None:
+    proc = _vibe(_env(tmp_path / "home", **{variable: value}), "complete", "hi")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: invalid configuration: ")
+    assert named in line
+    assert len(line) <= 300
+
+
+def test_no_key_at_all_is_said_once_and_short(tmp_path: Path) -> None:
+    proc = _vibe(_env(tmp_path / "home"), "complete", "hi")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "ANTHROPIC_API_KEY" in line
+    assert line.count("VIBE_CASSETTE") == 1
+    assert len(line) <= 300
+    assert "Traceback" not in proc.stderr
+
+
+def test_version_and_help_render_for_a_terminal(tmp_path: Path) -> None:
+    env = _env(tmp_path / "home")
+    version = _vibe(env, "--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == "0.1.0"
+    helped = _vibe(env, "test", "--help").stdout
+    assert "--json <bool>" not in helped
+    assert "[default: HEAD]" not in helped  # the default is the working tree, uncommitted changes included
