@@ -20,11 +20,10 @@ from tasks.codegen.prefect_tasks import gather_context_task, open_provider_manag
 from tasks.indexing.prefect_tasks import index_repository_task
 from tasks.pipeline.attempt import run_attempts
 from tasks.pipeline.journal import RunJournal, request_key
-from tasks.pipeline.outcome import RunSummary
-from tasks.pipeline.preflight import check_publishable, require_sandbox, resolve_repo
-from tasks.pipeline.progress import Progress, say
+from tasks.pipeline.preflight import preflight, resolve_repo
+from tasks.pipeline.progress import Progress
 from tasks.pipeline.publish import publish_changes, write_patch
-from tasks.pipeline.report import finish
+from tasks.pipeline.report import finish, replay_finished
 from tasks.pipeline.run import PipelineRun
 from tasks.step import call_step
 from tasks.workspace import collect_leftovers, open_workspace
@@ -59,32 +58,23 @@ def feature_pipeline(
         fresh: forget what earlier runs under the same key finished and start over.
 
     Returns:
-        The `RunSummary` as JSON: `status` (`passed`, `failed`, `budget_exceeded`, `refused`), `attempts`,
-        `tests`, `pr`, `cost_usd`, `tokens`, `usage`, `run_id`, `key`, `patch`, `resumed`, `summary_path`, ...
+        The `RunSummary` as JSON (`status`, `attempts`, `tests`, `pr`, `cost_usd`, `patch`, `resumed`, ...).
 
     Raises:
-        InputError: the repository or a reply's edits are unusable (`UnsafeEditError` for a refused edit).
+        InputError: an unusable repository, or a refused edit (`UnsafeEditError`).
     """
     settings = current_settings()
     repo = resolve_repo(repo_path)
     # JSON escaping can double a reply's size: an entry may hold a reply at the cap, and nothing larger.
     journal = RunJournal(settings.home, key or request_key(request, repo), max_entry_bytes=2 * settings.max_reply_bytes)
     collect_leftovers(repo)  # what runs that died (SIGKILL, OOM) left: scratch directories, registered worktrees
-    with journal.exclusive():
-        if fresh:
-            journal.clear()
-        finished = journal.get("summary", RunSummary)
-        if finished is not None:
-            say(f"run {journal.key} already finished; returning its summary (fresh=True / --fresh runs it again)")
-            return finished.model_copy(update={"resumed": True}).model_dump(mode="json")
-        resumed = journal.has("base")
-        if open_pr and not journal.has("pr"):
-            check_publishable(repo)
-        require_sandbox(settings)
-        progress = Progress(journal.key)
-        progress.advance(0, "indexing the repository")
-        call_step(index_repository_task, repo)
+    with journal.exclusive(fresh=fresh):
+        if (finished := replay_finished(journal)) is not None:
+            return finished.model_dump(mode="json")
         base_commit = journal.get("base")
+        preflight(repo, settings, publish=open_pr and not journal.has("pr"))
+        progress = Progress(journal.key, first_stage="indexing the repository")
+        call_step(index_repository_task, repo)
         with open_workspace(repo, ref=base_commit or "HEAD") as workspace, open_provider_manager(settings) as llm:
             if base_commit is None:
                 journal.put("base", workspace.base_commit)
@@ -100,5 +90,4 @@ def feature_pipeline(
             progress.advance(85, "publishing the pull request" if open_pr else "skipping the pull request (--no-pr)")
             if open_pr and run.outcome.changed_files:
                 run.outcome.pr = publish_changes(run, base=base, github_repo=github_repo)
-        summary = finish(run, persist=True)
-        return summary.model_copy(update={"resumed": resumed}).model_dump(mode="json")
+        return finish(run, persist=True).model_copy(update={"resumed": base_commit is not None}).model_dump(mode="json")

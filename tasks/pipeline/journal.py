@@ -154,8 +154,8 @@ class RunJournal:
         self._lines = lines
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the key's run lock: one run per key at a time, on this machine.
+    def exclusive(self, *, fresh: bool = False) -> Iterator[None]:
+        """Hold the key's run lock: one run per key at a time, on this machine; `fresh` clears it once locked.
 
         The lock is an `fcntl` lock, so a killed run never leaves it behind.
 
@@ -173,6 +173,8 @@ class RunJournal:
             try:
                 # Another process may have written steps while we waited for nothing: read them fresh.
                 self._reload()
+                if fresh:
+                    self.clear()
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)

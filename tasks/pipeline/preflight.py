@@ -8,7 +8,7 @@ from pathlib import Path
 from vibe.errors import InputError
 from vibe.settings import Settings
 
-__all__ = ["check_publishable", "require_sandbox", "resolve_repo"]
+__all__ = ["check_publishable", "preflight", "require_sandbox", "resolve_repo"]
 
 
 def resolve_repo(repo_path: str | Path) -> Path:
@@ -21,6 +21,18 @@ def resolve_repo(repo_path: str | Path) -> Path:
     if not repo.is_dir():
         raise InputError(f"{repo} is not a directory: pass the path of a git repository with --repo")
     return repo
+
+
+def preflight(repo: Path, settings: Settings, *, publish: bool) -> None:
+    """The refusals before any work: no remote to publish to (when `publish`), no sandbox for the tests.
+
+    Raises:
+        InputError: see `check_publishable`.
+        SandboxUnavailableError: see `require_sandbox`.
+    """
+    if publish:
+        check_publishable(repo)
+    require_sandbox(settings)
 
 
 def check_publishable(repo: Path) -> None:

@@ -39,7 +39,7 @@ def say(message: str) -> None:
 class Progress:
     """One Prefect progress artifact per run, advanced through the stages (log lines outside a flow run)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, first_stage: str) -> None:
         self._id: Any = None
         if _in_flow():
             from prefect.artifacts import create_progress_artifact
@@ -47,6 +47,7 @@ class Progress:
             self._id = create_progress_artifact(
                 0.0, key=_artifact_key("progress", key), description="feature_pipeline progress"
             )
+        self.advance(0, first_stage)
 
     def advance(self, percent: float, stage: str) -> None:
         say(f"[{percent:3.0f}%] {stage}")

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from tasks.pipeline.journal import RunJournal
 from tasks.pipeline.outcome import RunSummary, render_run_markdown
-from tasks.pipeline.progress import flow_run_id, record_markdown
+from tasks.pipeline.progress import flow_run_id, record_markdown, say
 from tasks.pipeline.run import PipelineRun
 
-__all__ = ["finish"]
+__all__ = ["finish", "replay_finished"]
+
+
+def replay_finished(journal: RunJournal) -> RunSummary | None:
+    """The summary of a run that already finished under this key (marked `resumed`), or None."""
+    finished = journal.get("summary", RunSummary)
+    if finished is None:
+        return None
+    say(f"run {journal.key} already finished; returning its summary (fresh=True / --fresh runs it again)")
+    return finished.model_copy(update={"resumed": True})
 
 
 def finish(run: PipelineRun, *, persist: bool) -> RunSummary:
