@@ -241,6 +241,12 @@ def _patient_ephemeral_prefect() -> AbstractContextManager[Any]:
     )
 
 
+def _prefect_command() -> str:
+    # The `prefect` of this environment, as a path: after `make`, neither it nor uv need be on the user's PATH.
+    beside = Path(sys.executable).with_name("prefect")
+    return str(beside) if beside.is_file() else "prefect"
+
+
 def _demo_human(summary: dict[str, Any], repo: Path, remote: Path) -> str:
     pr = summary.get("pr") or {}
     branch = pr.get("branch", "?")
@@ -258,7 +264,7 @@ def _demo_human(summary: dict[str, Any], repo: Path, remote: Path) -> str:
     if summary.get("run_id"):
         lines += [
             f"  the Prefect flow run:   {summary['run_id']}",
-            "      see it in the UI: run `prefect server start`, open http://127.0.0.1:4200/runs and pick",
+            f"      see it in the UI: run `{_prefect_command()} server start`, open http://127.0.0.1:4200/runs and pick",
             "      the feature_pipeline run (its progress, test table and summary are its artifacts)",
         ]
     return "\n".join(lines)
