@@ -264,7 +264,7 @@ def _demo_human(summary: dict[str, Any], repo: Path, remote: Path) -> str:
     if summary.get("run_id"):
         lines += [
             f"  the Prefect flow run:   {summary['run_id']}",
-            f"      see it in the UI: run `{_prefect_command()} server start`, open http://127.0.0.1:4200/runs and pick",
-            "      the feature_pipeline run (its progress, test table and summary are its artifacts)",
+            f"      see it in the UI: run `{_prefect_command()} server start`, open http://127.0.0.1:4200/runs",
+            "      and pick the feature_pipeline run (its progress, test table and summary are its artifacts)",
         ]
     return "\n".join(lines)
