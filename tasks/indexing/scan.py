@@ -18,7 +18,8 @@ from vibe.errors import InputError
 # Paths whose content is someone else's code or machine output: indexing them drowns the repository's own code.
 _VENDORED_DIRS = frozenset(
     {
-        "node_modules", "vendor", "third_party", "third-party", "thirdparty", "bower_components",
+        "node_modules", "vendor", "_vendor", "vendored", "_vendored", "third_party", "third-party", "thirdparty",
+        "bower_components",
         ".venv", "venv", "site-packages", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache",
         ".ruff_cache", ".git", ".hg", ".svn", "jspm_packages",
     }

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from tasks.indexing.index import store_path
 from tasks.indexing.models import SearchHit
+from tasks.indexing.rank import parse_query, rank_files
 from tasks.indexing.scan import find_repository
 from tasks.indexing.store import ChunkRow, SQLiteStore, Store
-from tasks.indexing.terms import fts_match, query_identifiers, split_identifier
+from tasks.indexing.terms import fts_match, split_identifier
 from vibe.errors import ExternalError, InputError
 
 if TYPE_CHECKING:
@@ -29,8 +30,11 @@ _log = logging.getLogger(__name__)
 # A chunk that is the definition of a queried identifier outranks chunks that merely mention it.
 _DEFINES_SYMBOL = 2.0
 _DEFINES_NAME = 1.4
-# FTS5 ranks this many candidates per wanted hit before the boost (and the embeddings) re-order them.
-_CANDIDATES_PER_HIT = 4
+_NAMED_BY_WORDS = 2.0
+# Name words that say nothing on their own (`get_in` is named by "get").
+_NAME_FILLER = frozenset({"in", "of", "to", "by", "on", "at", "is", "as", "or", "and", "for", "from", "with"})
+# Files ranked (and their chunks looked at) per search at least: the candidates the embeddings may re-order.
+_MIN_FILES = 20
 # Reciprocal rank fusion's constant (the usual 60): ranks matter, raw scores of the two kinds never mix.
 _RRF_K = 60
 
@@ -40,9 +44,14 @@ def _normal(name: str) -> str:
     return "".join(split_identifier(name))
 
 
-def _boost(row: ChunkRow, wanted: set[str]) -> float:
+def _boost(row: ChunkRow, wanted: set[str], words: frozenset[str] = frozenset()) -> float:
     if row.symbol is not None and _normal(row.symbol.rsplit(".", 1)[-1]) in wanted:
         return _DEFINES_SYMBOL
+    # `get_in` for "get value from nested dictionary": a name made of the request's words.
+    if row.symbol is not None and words:
+        parts = [part for part in split_identifier(row.symbol.rsplit(".", 1)[-1]) if part not in _NAME_FILLER]
+        if parts and all(part in words for part in parts):
+            return _NAMED_BY_WORDS
     if any(_normal(name) in wanted for name in row.defs.split()):
         return _DEFINES_NAME
     return 1.0
@@ -85,6 +94,33 @@ def _fuse(
     return [(score, row) for score, _, row in fused]
 
 
+def _best_chunks(
+    store: Store, files: list[tuple[str, float]], identifiers: list[str], wanted: set[str], k: int
+) -> list[tuple[float, ChunkRow]]:
+    """The ranked files' best chunks: each file's best first, in file order; then further chunks of those files
+    (by their share of the file's best) while fewer than `k` files matched."""
+    if not files:
+        return []
+    rows = store.search_in(fts_match(identifiers), [path for path, _ in files])
+    words = frozenset(word for identifier in identifiers for word in split_identifier(identifier))
+    by_file: dict[str, list[tuple[float, ChunkRow]]] = {}
+    for row in rows:
+        by_file.setdefault(row.path, []).append((row.rank * _boost(row, wanted, words), row))
+    first: list[tuple[float, ChunkRow]] = []
+    rest: list[tuple[float, ChunkRow]] = []
+    for path, score in files:
+        chunks = sorted(by_file.get(path, ()), key=lambda pair: -pair[0])
+        if not chunks:
+            continue
+        best = chunks[0][0] or 1.0
+        first.append((score, chunks[0][1]))
+        rest.extend((score * chunk_score / best, row) for chunk_score, row in chunks[1:])
+    if len(first) < k:
+        rest.sort(key=lambda pair: -pair[0])
+        first.extend(rest[: k - len(first)])
+    return first
+
+
 def search_code(
     repo: Path,
     query: str,
@@ -113,9 +149,10 @@ def search_code(
     """
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    identifiers = query_identifiers(query)
-    if not identifiers:
+    parsed = parse_query(query)
+    if not parsed.terms:
         raise InputError("the query has no words to search for: give identifiers or words")
+    identifiers = [term.text for term in parsed.terms]
     wanted = {_normal(identifier) for identifier in identifiers}
     # `parse args` asks for `parse_args` as much as `parseArgs` does.
     if len(identifiers) > 1:
@@ -124,14 +161,8 @@ def search_code(
     path = store_path(find_repository(repo), store_dir)
     try:
         with SQLiteStore(path) as store:
-            limit = max(k * _CANDIDATES_PER_HIT, 20)
-            rows = []
-            # Chunks that have every word first: precise, and far fewer rows to rank than "any word".
-            if len(identifiers) > 1:
-                rows = store.search(fts_match(identifiers, every=True), limit=limit)
-            if len(rows) < k:
-                rows = store.search(fts_match(identifiers), limit=limit)
-            scored = sorted(((row.rank * _boost(row, wanted), row) for row in rows), key=lambda pair: -pair[0])
+            files = rank_files(store, parsed, limit=max(k, _MIN_FILES))
+            scored = _best_chunks(store, files, identifiers, wanted, k)
             if embedder is not None and scored:
                 try:
                     scored = _fuse(scored, query, embedder, store, wanted)

@@ -28,9 +28,11 @@ from tasks.indexing.terms import identifier_parts
 from vibe.errors import InputError, LockTimeoutError
 from vibe.fsutil import file_lock
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # BM25 weights of the FTS columns: chunk text, identifier words, names defined in the chunk, file path.
 _WEIGHTS = (1.0, 0.6, 6.0, 1.5)
+# BM25F weights of the file-level FTS columns: path, names defined in the file, the whole text with its words.
+FILE_WEIGHTS = (3.0, 4.0, 1.0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,12 +68,17 @@ CREATE TABLE IF NOT EXISTS refs (file_id INTEGER NOT NULL, name TEXT NOT NULL, c
 CREATE INDEX IF NOT EXISTS refs_file ON refs (file_id);
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
-    text, parts, defs, path, content = '', tokenize = "unicode61 tokenchars '_'"
+    text, parts, defs, path, content = '', tokenize = "porter unicode61 tokenchars '_'"
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5 (
+    path, names, text, content = '', tokenize = "porter unicode61 tokenchars '_'"
 );
 """
 # The FTS table is contentless: the text lives once, in `chunks`, and deleting a row hands FTS5 the values it
-# indexed (the `parts` and `defs` columns are kept for exactly that).
-_TABLES = ("meta", "files", "chunks", "defs", "refs", "embeddings", "chunks_fts")
+# indexed (the `parts` and `defs` columns are kept for exactly that). `files_fts` is contentless too: one row
+# per file (rowid = files.id) whose values are rebuilt from the file's chunks to delete it (`_file_terms`).
+# Its tokenizer stems (`porter`), since file-level matching serves requests written in prose.
+_TABLES = ("meta", "files", "chunks", "defs", "refs", "embeddings", "chunks_fts", "files_fts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,13 @@ class Store(Protocol):
     def search(self, match: str, limit: int) -> list[ChunkRow]:
         """The best `limit` chunks for an FTS5 MATCH expression."""
 
+    def search_files(self, match: str, limit: int) -> list[tuple[str, float]]:
+        """The best `limit` (path, BM25F score) for an FTS5 MATCH expression over whole files."""
+
+    def search_in(self, match: str, paths: Sequence[str]) -> list[ChunkRow]:
+        """Every chunk of the files `paths` that matches an FTS5 MATCH expression, best first (a file with no
+        matching chunk contributes its first one, with rank 0)."""
+
     def definitions(self) -> list[DefRow]:
         """Every definition."""
 
@@ -156,6 +170,15 @@ class Store(Protocol):
 def path_terms(path: str) -> str:
     """What the FTS `path` column holds for a file (the path and its identifier words)."""
     return f"{path} {identifier_parts(path)}"
+
+
+def _file_terms(path: str, chunks: Sequence[tuple[str, str, str]]) -> tuple[str, str, str]:
+    """The `files_fts` values of a file from its chunks' (text, parts, defs), in order: path, names, text."""
+    return (
+        path_terms(path),
+        " ".join(defs for _, _, defs in chunks if defs),
+        "\n".join(text for text, _, _ in chunks) + "\n" + " ".join(parts for _, parts, _ in chunks if parts),
+    )
 
 
 class SQLiteStore:
@@ -179,8 +202,9 @@ class SQLiteStore:
                 raise InputError(f"cannot create the index directory {path.parent}: {exc.strerror}") from exc
         try:
             self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            if create:
-                # WAL is a property of the database file: set once by writers, readers inherit it.
+            # WAL is a property of the database file: set once by writers, readers inherit it. Switching needs a
+            # lock that a concurrent writer's transaction holds (and busy waits do not cover), so only switch once.
+            if create and self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA cache_size = -65536")
@@ -254,6 +278,7 @@ class SQLiteStore:
             for table in ("files", "chunks", "defs", "refs"):
                 self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
             self._db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('delete-all')")
+            self._db.execute("INSERT INTO files_fts (files_fts) VALUES ('delete-all')")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -266,6 +291,14 @@ class SQLiteStore:
             if row is None:
                 continue
             file_id = row[0]
+            chunks = db.execute(
+                "SELECT text, parts, defs FROM chunks WHERE file_id = ? ORDER BY id", (file_id,)
+            ).fetchall()
+            if chunks:
+                db.execute(
+                    "INSERT INTO files_fts (files_fts, rowid, path, names, text) VALUES ('delete', ?, ?, ?, ?)",
+                    (file_id, *_file_terms(path, chunks)),
+                )
             terms = path_terms(path)
             db.execute(
                 "INSERT INTO chunks_fts (chunks_fts, rowid, text, parts, defs, path) "
@@ -285,6 +318,7 @@ class SQLiteStore:
             next_chunk = (db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0) + 1
             chunk_rows: list[tuple[object, ...]] = []
             fts_rows: list[tuple[object, ...]] = []
+            file_fts_rows: list[tuple[object, ...]] = []
             def_rows: list[tuple[object, ...]] = []
             ref_rows: list[tuple[object, ...]] = []
             for result in results:
@@ -301,6 +335,10 @@ class SQLiteStore:
                     )
                     fts_rows.append((next_chunk, chunk.text, chunk.parts, chunk.defs, terms))
                     next_chunk += 1
+                if result.chunks:
+                    file_fts_rows.append(
+                        (file_id, *_file_terms(result.path, [(c.text, c.parts, c.defs) for c in result.chunks]))
+                    )
                 def_rows.extend(
                     (file_id, d.name, d.kind, d.start_line + 1, d.end_line + 1, signature)
                     for d, signature in zip(result.defs, result.signatures, strict=True)
@@ -308,6 +346,7 @@ class SQLiteStore:
                 ref_rows.extend((file_id, name, count) for name, count in result.refs)
             db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk_rows)
             db.executemany("INSERT INTO chunks_fts (rowid, text, parts, defs, path) VALUES (?, ?, ?, ?, ?)", fts_rows)
+            db.executemany("INSERT INTO files_fts (rowid, path, names, text) VALUES (?, ?, ?, ?)", file_fts_rows)
             db.executemany("INSERT INTO defs VALUES (?, ?, ?, ?, ?, ?)", def_rows)
             db.executemany("INSERT INTO refs VALUES (?, ?, ?)", ref_rows)
             db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
@@ -348,6 +387,55 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             raise InputError(f"cannot search for {match!r}: {exc}") from exc
         return [ChunkRow(*row) for row in rows]
+
+    def search_files(self, match: str, limit: int) -> list[tuple[str, float]]:
+        """The best `limit` files for an FTS5 MATCH expression (BM25F over path, names and text), best first."""
+        weights = ", ".join(str(w) for w in FILE_WEIGHTS)
+        sql = f"""
+            SELECT f.path, -hits.rank
+            FROM (SELECT rowid, bm25(files_fts, {weights}) AS rank FROM files_fts
+                  WHERE files_fts MATCH ? ORDER BY rank LIMIT ?) AS hits
+            JOIN files AS f ON f.id = hits.rowid
+        """  # noqa: S608 - the weights are constants
+        try:
+            return list(self._db.execute(sql, (match, limit)).fetchall())
+        except sqlite3.OperationalError as exc:
+            raise InputError(f"cannot search for {match!r}: {exc}") from exc
+
+    def search_in(self, match: str, paths: Sequence[str]) -> list[ChunkRow]:
+        """Every chunk of the files `paths` that matches an FTS5 MATCH expression, best first; a file with no
+        matching chunk contributes its first one, with rank 0."""
+        if not paths:
+            return []
+        weights = ", ".join(str(w) for w in _WEIGHTS)
+        # A file's chunks have consecutive ids (`apply` writes them in one run), and FTS5 answers a rowid range
+        # from its index, where an IN list would make it score every match of the whole repository.
+        sql = f"""
+            SELECT rowid, bm25(chunks_fts, {weights}) FROM chunks_fts
+            WHERE chunks_fts MATCH ? AND rowid BETWEEN ? AND ?
+        """  # noqa: S608 - the weights are constants
+        rows: list[ChunkRow] = []
+        try:
+            for path in paths:
+                span = self._db.execute(
+                    "SELECT min(c.id), max(c.id) FROM chunks AS c JOIN files AS f ON f.id = c.file_id "
+                    "WHERE f.path = ?",
+                    (path,),
+                ).fetchone()
+                if span is None or span[0] is None:
+                    continue
+                ranks = dict(self._db.execute(sql, (match, *span)).fetchall())
+                # A file matched by its stemmed words alone still shows something: its first chunk, ranked last.
+                ids = sorted(ranks, key=ranks.__getitem__) if ranks else [span[0]]
+                for chunk_id in ids:
+                    start, end, symbol, text, defs = self._db.execute(
+                        "SELECT start_line, end_line, symbol, text, defs FROM chunks WHERE id = ?", (chunk_id,)
+                    ).fetchone()
+                    rows.append(ChunkRow(path, start, end, symbol, text, defs, -ranks.get(chunk_id, -0.0)))
+        except sqlite3.OperationalError as exc:
+            raise InputError(f"cannot search for {match!r}: {exc}") from exc
+        rows.sort(key=lambda row: -row.rank)
+        return rows
 
     def definitions(self) -> list[DefRow]:
         """Every definition with its file."""
