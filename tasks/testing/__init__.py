@@ -6,18 +6,21 @@ Public API:
         runs on a disposable copy of the workspace; only the report comes back.
     SandboxUnavailableError: untrusted code, no working bubblewrap, and not `VIBE_SANDBOX=unsafe`.
     TestReport, TestCaseResult: the results, with JSON, markdown and failure-digest renderings.
+    TestRun: a report with its markdown and its digest for the model (`TestRun.of(report, workspace=...)`).
+    TestRunner: the protocol of one kind of runner (`tasks.testing.runners`: pytest, cargo, go, npm, custom).
     detect_runner(workspace): which runner a workspace's files call for.
     bwrap_available(): None when bubblewrap isolation works on this machine, else why not.
 
-The Prefect task wrapper lives in `tasks.testing.task` (`run_test_suite_task`), so that importing this
-package does not import Prefect.
+The one Prefect task lives in `tasks.testing.prefect_tasks` (`run_tests_task -> TestRun`), so that importing
+this package does not import Prefect.
 """
 
 from __future__ import annotations
 
 from tasks.testing.detect import TestPlan, detect_runner, plan_tests
-from tasks.testing.report import TestCaseResult, TestReport
+from tasks.testing.report import TestCaseResult, TestReport, TestRun
 from tasks.testing.runner import RunnerOptions, run_test_suite, runner_options
+from tasks.testing.runners import TestRunner
 from tasks.testing.sandbox import Limits, SandboxPolicy, SandboxUnavailableError, bwrap_available
 
 __all__ = [
@@ -28,6 +31,8 @@ __all__ = [
     "TestCaseResult",
     "TestPlan",
     "TestReport",
+    "TestRun",
+    "TestRunner",
     "bwrap_available",
     "detect_runner",
     "plan_tests",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Outcome", "TestCaseResult", "TestReport", "trim_message"]
+__all__ = ["Outcome", "TestCaseResult", "TestReport", "TestRun", "normalise_output", "trim_message"]
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
@@ -21,6 +23,20 @@ def trim_message(text: str, max_chars: int = _MESSAGE_CHARS) -> str:
     head = max_chars // 4
     tail = max_chars - head - 5
     return f"{text[:head].rstrip()}\n...\n{text[-tail:].lstrip()}"
+
+
+_DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|sec|seconds)\b")
+
+
+def normalise_output(text: str, *, workspace: Path) -> str:
+    """Test output made stable across runs: the workspace's temporary path and timings removed.
+
+    The model should see paths relative to the repository, and identical failures must produce identical
+    prompts (the LLM cache and replay cassettes key on the prompt).
+    """
+    for prefix in {str(workspace), str(workspace.resolve())}:
+        text = text.replace(prefix + "/", "").replace(prefix, ".")
+    return _DURATION.sub("<t>", text)
 
 
 class TestCaseResult(BaseModel):
@@ -193,3 +209,33 @@ class TestReport(BaseModel):
             chunks.append("Output (end):\n" + self.output[-max(500, max_chars - 500) :].strip())
         digest = "\n\n".join(chunks)
         return digest if len(digest) <= max_chars else trim_message(digest, max_chars)
+
+
+class TestRun(BaseModel):
+    """A test run as the flows and the pipeline keep it: the report and its renderings (frozen, JSON round-trip).
+
+    Attributes:
+        ok: whether the suite passed (`report.ok`).
+        report: the runner's report, with real paths and durations.
+        digest: the failures for the model, stable across runs (`normalise_output`: no temporary paths, no
+            timings), so that identical failures make identical prompts; "" when the suite passed.
+        markdown: the report as markdown, for summaries and pull request bodies.
+    """
+
+    __test__ = False
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    report: TestReport
+    digest: str
+    markdown: str
+
+    @classmethod
+    def of(cls, report: TestReport, *, workspace: Path, digest_chars: int = 6000) -> TestRun:
+        """The run of `report`, its digest normalised against `workspace` (the path the tests ran on)."""
+        return cls(
+            ok=report.ok,
+            report=report,
+            digest=normalise_output(report.failure_digest(digest_chars), workspace=workspace),
+            markdown=report.to_markdown(),
+        )

@@ -10,9 +10,7 @@ without a working bubblewrap (`SandboxUnavailableError`, unless `VIBE_SANDBOX=un
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import importlib.util
 import logging
@@ -22,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
@@ -40,6 +38,7 @@ from tasks.testing.sandbox import (
     unavailable_message,
 )
 from vibe.errors import InputError
+from vibe.fsutil import file_lock
 from vibe.scratch import scratch_dir
 
 if TYPE_CHECKING:
@@ -71,17 +70,6 @@ def environment_key(workspace: Path, setup: str, python: str) -> str:
             digest.update(f"requirements/{path.name}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:32]
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _setup_env(env: dict[str, str]) -> dict[str, str]:
@@ -123,7 +111,7 @@ def _python_setup(
     base_python = sys.executable
     key = environment_key(workspace, setup, base_python)
     venv = env_cache_dir / key
-    with _locked(env_cache_dir / f"{key}.lock"):
+    with file_lock(env_cache_dir / f"{key}.lock"):
         if (venv / _READY).is_file():
             logger.info("reusing the setup environment %s", venv)
             return venv, None
