@@ -16,7 +16,7 @@ from cli._app import app, emit, fail, load_settings, tracked
 from vibe.errors import VibeError
 
 if TYPE_CHECKING:
-    from tasks.indexing import IndexStats, SearchHit
+    from tasks.indexing import FileHit, IndexStats, SearchHit
 
 _MAX_PROBLEMS_SHOWN = 10
 
@@ -76,16 +76,39 @@ def _human_hits(hits: list[SearchHit]) -> str:
     return "\n".join(out)
 
 
+def _human_files(files: list[FileHit]) -> str:
+    if not files:
+        return "no results"
+    out: list[str] = []
+    for file in files:
+        out.append(f"{file.path}  ({file.score:.2f})")
+        for hit in file.hits:
+            symbol = f"  {hit.symbol}" if hit.symbol else ""
+            first = next((line.strip() for line in hit.text.splitlines() if line.strip()), "")
+            out.append(f"    {hit.start_line}-{hit.end_line}{symbol}: {first[:100]}")
+    return "\n".join(out)
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Words or identifiers (any style: parseArgs, parse_args).")],
     repo: Annotated[Path, typer.Option("--repo", help="The indexed repository.")] = Path("."),
     k: Annotated[int, typer.Option("-k", "--limit", help="How many results.")] = 10,
+    files: Annotated[
+        bool, typer.Option("--files", help="Ranked files, each with its best lines, instead of chunks.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Search the repository's index (run `vibe index` first); hybrid when VIBE_EMBEDDING_MODEL is set."""
-    from tasks.indexing import search_code
+    from tasks.indexing import search_code, search_files
 
+    if files:
+        try:
+            found = search_files(repo, query, k=k)
+        except VibeError as exc:
+            fail(exc)
+        emit({"files": [file.as_dict() for file in found]}, as_json=as_json, human=_human_files(found))
+        return
     settings = load_settings()
     try:
         embedder = None

@@ -4,7 +4,8 @@ Public API (plain functions; the Prefect task wrapper `index_repository_task` li
 `tasks.indexing.prefect_tasks`):
 
 - `index_repository(repo, full=False, store_dir=None, progress=None) -> IndexStats`
-- `search_code(repo, query, k=10, store_dir=None) -> list[SearchHit]`
+- `search_code(repo, query, k=10, store_dir=None, embedder=None) -> list[SearchHit]` (distinct files first)
+- `search_files(repo, query, k=10, lines=2, store_dir=None) -> list[FileHit]` (ranked files, best chunks)
 - `build_repo_map(repo, max_tokens=1024, mentions=(), store_dir=None) -> str`
 
 The store of a repository is `<git dir>/vibe/index.sqlite` unless `store_dir` names another directory.
@@ -14,8 +15,11 @@ Importing this package loads neither Prefect nor tree-sitter.
 from __future__ import annotations
 
 from tasks.indexing.index import index_repository, store_path
-from tasks.indexing.models import IndexStats, SearchHit
+from tasks.indexing.models import FileHit, IndexStats, SearchHit
 from tasks.indexing.repomap import build_repo_map
-from tasks.indexing.search import search_code
+from tasks.indexing.search import search_code, search_files
 
-__all__ = ["IndexStats", "SearchHit", "build_repo_map", "index_repository", "search_code", "store_path"]
+__all__ = [
+    "FileHit", "IndexStats", "SearchHit", "build_repo_map", "index_repository", "search_code", "search_files",
+    "store_path",
+]

@@ -78,6 +78,25 @@ class SearchHit:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FileHit:
+    """One file of a file-level search, with its best chunks.
+
+    Attributes:
+        path: the file, relative to the repository root, with `/` separators.
+        score: relevance, higher is better (comparable within one query).
+        hits: the file's best chunks, best first (may be empty when only the file's path or stemmed words match).
+    """
+
+    path: str
+    score: float
+    hits: tuple[SearchHit, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The file as the CLI prints it with `--json` (its chunks without their text)."""
+        return {"path": self.path, "score": round(self.score, 4), "hits": [hit.as_dict() for hit in self.hits]}
+
+
 class Definition(NamedTuple):
     """A symbol defined in a file. Lines are 0-based here (tree-sitter rows), inclusive.
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.indexing.index import store_path
-from tasks.indexing.models import SearchHit
-from tasks.indexing.rank import parse_query, rank_files
+from tasks.indexing.models import FileHit, SearchHit
+from tasks.indexing.rank import Query, parse_query, rank_files
 from tasks.indexing.scan import find_repository
 from tasks.indexing.store import ChunkRow, SQLiteStore, Store
 from tasks.indexing.terms import fts_match, split_identifier
@@ -147,17 +147,7 @@ def search_code(
     Raises:
         InputError: an empty query, `k` < 1, not a git repository, or no index yet.
     """
-    if k < 1:
-        raise InputError(f"k must be at least 1, got {k}")
-    parsed = parse_query(query)
-    if not parsed.terms:
-        raise InputError("the query has no words to search for: give identifiers or words")
-    identifiers = [term.text for term in parsed.terms]
-    wanted = {_normal(identifier) for identifier in identifiers}
-    # `parse args` asks for `parse_args` as much as `parseArgs` does.
-    if len(identifiers) > 1:
-        wanted.add("".join(_normal(identifier) for identifier in identifiers))
-    wanted.discard("")
+    parsed, identifiers, wanted = _read_query(query, k)
     path = store_path(find_repository(repo), store_dir)
     try:
         with SQLiteStore(path) as store:
@@ -170,14 +160,65 @@ def search_code(
                     _log.warning("embeddings unavailable (%s): lexical ranking only", exc)
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be read ({exc}): run `vibe index --full`") from exc
-    return [
-        SearchHit(
-            path=row.path,
-            start_line=row.start_line,
-            end_line=row.end_line,
-            symbol=row.symbol,
-            score=score,
-            text=row.text,
-        )
-        for score, row in scored[:k]
-    ]
+    return [_hit(score, row) for score, row in scored[:k]]
+
+
+def search_files(
+    repo: Path, query: str, *, k: int = 10, lines: int = 2, store_dir: Path | None = None
+) -> list[FileHit]:
+    """The `k` files of the repository that best match `query`, each with its best chunks.
+
+    The ranking is `search_code`'s (files first: see `tasks.indexing.rank`); this is its file-level view, for
+    `vibe search --files` and for callers that read whole files.
+
+    Args:
+        repo: any directory inside the indexed repository.
+        query: what to look for.
+        k: how many files (at least 1).
+        lines: how many of each file's best chunks to return with it (at least 1).
+        store_dir: directory of the store, if not the default.
+
+    Raises:
+        InputError: an empty query, `k` or `lines` < 1, not a git repository, or no index yet.
+    """
+    if lines < 1:
+        raise InputError(f"lines must be at least 1, got {lines}")
+    parsed, identifiers, wanted = _read_query(query, k)
+    path = store_path(find_repository(repo), store_dir)
+    try:
+        with SQLiteStore(path) as store:
+            files = rank_files(store, parsed, limit=k)
+            rows = store.search_in(fts_match(identifiers), [file for file, _ in files])
+    except sqlite3.Error as exc:
+        raise InputError(f"the index at {path} cannot be read ({exc}): run `vibe index --full`") from exc
+    words = frozenset(word for identifier in identifiers for word in split_identifier(identifier))
+    by_file: dict[str, list[tuple[float, ChunkRow]]] = {}
+    for row in rows:
+        by_file.setdefault(row.path, []).append((row.rank * _boost(row, wanted, words), row))
+    found: list[FileHit] = []
+    for file, score in files:
+        chunks = sorted(by_file.get(file, ()), key=lambda pair: -pair[0])[:lines]
+        found.append(FileHit(path=file, score=score, hits=tuple(_hit(s, row) for s, row in chunks)))
+    return found
+
+
+def _read_query(query: str, k: int) -> tuple[Query, list[str], set[str]]:
+    """The query read for ranking, its terms, and the normal forms of identifiers it may name."""
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    parsed = parse_query(query)
+    if not parsed.terms:
+        raise InputError("the query has no words to search for: give identifiers or words")
+    identifiers = [term.text for term in parsed.terms]
+    wanted = {_normal(identifier) for identifier in identifiers}
+    # `parse args` asks for `parse_args` as much as `parseArgs` does.
+    if len(identifiers) > 1:
+        wanted.add("".join(_normal(identifier) for identifier in identifiers))
+    wanted.discard("")
+    return parsed, identifiers, wanted
+
+
+def _hit(score: float, row: ChunkRow) -> SearchHit:
+    return SearchHit(
+        path=row.path, start_line=row.start_line, end_line=row.end_line, symbol=row.symbol, score=score, text=row.text
+    )

@@ -47,6 +47,21 @@ def test_index_then_search_then_map_print_what_the_issue_promises(make_repo: Mak
     assert len(result.stdout) <= 200 * 4
 
 
+def test_search_files_prints_ranked_files_with_their_best_lines(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    assert runner.invoke(app, ["index", str(repo)]).exit_code == 0
+    result = runner.invoke(app, ["search", "display name of a user account", "--repo", str(repo), "--files", "--json"])
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert files[0]["path"] == "app/models.py"
+    assert len({file["path"] for file in files}) == len(files)
+    assert files[0]["hits"][0]["symbol"] == "UserAccount"  # the class is small enough to be one chunk
+
+    human = runner.invoke(app, ["search", "display name of a user account", "--repo", str(repo), "--files"])
+    assert human.stdout.splitlines()[0].startswith("app/models.py  (")
+    assert "class UserAccount" in human.stdout.splitlines()[1]
+
+
 def test_human_index_output_lists_skips_and_problems(make_repo: MakeRepo) -> None:
     repo = make_repo({"ok.py": "def fine(): pass\n", "bad.py": b"def f():\n    return '\xff'\n", "pic.png": b"\0\1"})
     result = runner.invoke(app, ["index", str(repo)])
