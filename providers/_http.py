@@ -1,24 +1,28 @@
 """Helpers the SDK adapters share: which HTTP statuses are worth retrying, `retry-after` parsing, redaction.
 
-Private to `providers/`. Each adapter still translates its own SDK's exceptions in its own `_map_error`; this
-module only holds the vendor-neutral rules, so the two adapters cannot drift apart on them.
+Private to `providers/`. The SDK exceptions of both adapters are translated by one function, `map_sdk_error`,
+driven by data (`SdkErrors`: which SDK class means what), in the manner of httpx's `map_exceptions`; so the
+adapters cannot drift apart on retryability, redaction or wording.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from vibe.errors import ProviderError
+from vibe.redact import MASK as _REDACTED
 
 # Statuses that can succeed on a later attempt: request timeout, conflict (a concurrent request on the vendor's
 # side), rate limit, and every server-side failure (Anthropic's 529 "overloaded" included).
 _RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 
 # Shown instead of a secret wherever one would otherwise appear.
-_REDACTED = "[REDACTED]"
 
 # A reply we cannot read (invalid JSON, missing fields, the wrong content type) is usually a proxy or load
 # balancer answering for the vendor during a hiccup, so it is retryable; the manager's bounded retries cap the
@@ -142,3 +146,47 @@ def malformed_error(provider: str, what: str, redact: Redactor, *, status: int |
 def _shorten(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class SdkErrors:
+    """Which exception classes of a vendor SDK mean what: the data `map_sdk_error` translates by.
+
+    Attributes:
+        validation: the response did not have the expected shape (`APIResponseValidationError`).
+        status: an HTTP error status (`APIStatusError`, with `.status_code`, `.response`, `.body`).
+        timeout: no answer in time (`APITimeoutError`; checked before `connection`, its base class).
+        connection: the connection failed (`APIConnectionError`).
+        detail: the human detail of a status error, from the SDK's exception.
+    """
+
+    validation: type[Exception]
+    status: type[Exception]
+    timeout: type[Exception]
+    connection: type[Exception]
+    detail: Callable[[Any], str | None]
+
+
+def map_sdk_error(
+    exc: Exception, errors: SdkErrors, *, provider: str, timeout_s: float, redact: Redactor
+) -> ProviderError:
+    """The one translation of an SDK's exception into a `ProviderError` (secrets scrubbed first)."""
+    redact.scrub(exc)
+    if isinstance(exc, errors.validation):
+        message = str(getattr(exc, "message", exc))
+        return malformed_error(provider, message, redact, status=getattr(exc, "status_code", None))
+    if isinstance(exc, errors.status):
+        response = getattr(exc, "response", None)
+        headers = response.headers if response is not None else None
+        return status_error(provider, int(getattr(exc, "status_code", 0)), errors.detail(exc), headers, redact)
+    if isinstance(exc, errors.timeout):
+        return ProviderError(f"{provider}: no answer within {timeout_s:g}s", provider=provider, retryable=True)
+    if isinstance(exc, errors.connection):
+        cause = exc.__cause__ or exc.__context__
+        what = f"{type(cause).__name__}: {cause}" if cause is not None else str(getattr(exc, "message", exc))
+        return ProviderError(f"{provider}: connection failed: {redact(what)}", provider=provider, retryable=True)
+    if isinstance(exc, json.JSONDecodeError):
+        # The SDKs let json.JSONDecodeError through for an invalid JSON body.
+        return malformed_error(provider, f"invalid JSON body ({exc})", redact)
+    # Anything else from the SDK (credentials it could not load, a misuse) will fail the same way again.
+    return ProviderError(f"{provider}: {type(exc).__name__}: {redact(str(exc))}", provider=provider, retryable=False)

@@ -22,12 +22,22 @@ import anthropic
 import httpx2
 from pydantic import SecretStr
 
-from providers._http import Redactor, malformed_error, status_error
+from providers._http import Redactor, SdkErrors, malformed_error, map_sdk_error
 from providers.base import CompletionRequest, CompletionResponse, ToolCall, Usage
 from vibe.errors import ConfigError, ProviderError
 
 JSON_INSTRUCTION = (
     "Reply with exactly one JSON object and nothing else: no prose before or after it, no Markdown code fence."
+)
+
+
+# Which `anthropic` exception means what, for the shared translation (`providers._http.map_sdk_error`).
+_SDK_ERRORS = SdkErrors(
+    validation=anthropic.APIResponseValidationError,
+    status=anthropic.APIStatusError,
+    timeout=anthropic.APITimeoutError,
+    connection=anthropic.APIConnectionError,
+    detail=lambda exc: exc.api_message or (exc.type and str(exc.type)) or _body_text(exc.body),
 )
 
 
@@ -99,29 +109,8 @@ class AnthropicProvider:
             await self._client.close()
 
     def _map_error(self, exc: Exception) -> ProviderError:
-        """The one place where `anthropic` SDK exceptions become `ProviderError`s."""
-        self._redact.scrub(exc)
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return malformed_error(self.name, exc.message, self._redact, status=exc.status_code)
-        if isinstance(exc, anthropic.APIStatusError):
-            detail = exc.api_message or (exc.type and str(exc.type)) or _body_text(exc.body)
-            return status_error(self.name, exc.status_code, detail, exc.response.headers, self._redact)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderError(
-                f"{self.name}: no answer within {self._timeout_s:g}s", provider=self.name, retryable=True
-            )
-        if isinstance(exc, anthropic.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            what = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-            return ProviderError(
-                f"{self.name}: connection failed: {self._redact(what)}", provider=self.name, retryable=True
-            )
-        if isinstance(exc, json.JSONDecodeError):
-            return malformed_error(self.name, f"invalid JSON body ({exc})", self._redact)
-        # Anything else from the SDK (credentials it could not load, a misuse) will fail the same way again.
-        return ProviderError(
-            f"{self.name}: {type(exc).__name__}: {self._redact(str(exc))}", provider=self.name, retryable=False
-        )
+        """The one place where `anthropic` SDK exceptions become `ProviderError`s (by `_SDK_ERRORS`)."""
+        return map_sdk_error(exc, _SDK_ERRORS, provider=self.name, timeout_s=self._timeout_s, redact=self._redact)
 
 
 def _map_request(request: CompletionRequest) -> dict[str, Any]:

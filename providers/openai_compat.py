@@ -15,7 +15,7 @@ import httpx2
 import openai
 from pydantic import SecretStr
 
-from providers._http import Redactor, malformed_error, status_error
+from providers._http import Redactor, SdkErrors, malformed_error, map_sdk_error
 from providers.base import CompletionRequest, CompletionResponse, ToolCall, Usage
 from providers.table import DEFAULT_QUIRKS, Quirks, provider_table
 from vibe.errors import ConfigError, ProviderError
@@ -43,6 +43,16 @@ def quirks_for(provider: str, model: str) -> Quirks:
 def _sdk_finds_key(provider: str) -> bool:
     row = provider_table().get(provider)
     return row is not None and row.sdk_finds_key
+
+
+# Which `openai` exception means what, for the shared translation (`providers._http.map_sdk_error`).
+_SDK_ERRORS = SdkErrors(
+    validation=openai.APIResponseValidationError,
+    status=openai.APIStatusError,
+    timeout=openai.APITimeoutError,
+    connection=openai.APIConnectionError,
+    detail=lambda exc: _error_detail(exc.body) or exc.message,
+)
 
 
 class OpenAICompatibleProvider:
@@ -111,28 +121,8 @@ class OpenAICompatibleProvider:
             await self._client.close()
 
     def _map_error(self, exc: Exception) -> ProviderError:
-        """The one place where `openai` SDK exceptions become `ProviderError`s."""
-        self._redact.scrub(exc)
-        if isinstance(exc, openai.APIResponseValidationError):
-            return malformed_error(self.name, exc.message, self._redact, status=exc.status_code)
-        if isinstance(exc, openai.APIStatusError):
-            detail = _error_detail(exc.body) or exc.message
-            return status_error(self.name, exc.status_code, detail, exc.response.headers, self._redact)
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderError(
-                f"{self.name}: no answer within {self._timeout_s:g}s", provider=self.name, retryable=True
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            what = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-            return ProviderError(
-                f"{self.name}: connection failed: {self._redact(what)}", provider=self.name, retryable=True
-            )
-        if isinstance(exc, json.JSONDecodeError):
-            return malformed_error(self.name, f"invalid JSON body ({exc})", self._redact)
-        return ProviderError(
-            f"{self.name}: {type(exc).__name__}: {self._redact(str(exc))}", provider=self.name, retryable=False
-        )
+        """The one place where `openai` SDK exceptions become `ProviderError`s (by `_SDK_ERRORS`)."""
+        return map_sdk_error(exc, _SDK_ERRORS, provider=self.name, timeout_s=self._timeout_s, redact=self._redact)
 
 
 def _map_request(request: CompletionRequest, provider: str) -> dict[str, Any]:
