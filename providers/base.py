@@ -81,6 +81,9 @@ class CompletionResponse(_Frozen):
         usage: tokens billed.
         cost_usd: the price of this call when the model's prices are known, else None.
         cached: True when the answer came from the LLM cache (then no provider was called).
+        replayed: True when a replay cassette answered (no provider was called or paid: `cost_usd` is 0, and
+            `list_cost_usd` says what the call would have cost live).
+        list_cost_usd: the price the call would have had at the model's list prices, for replayed answers.
         attempts: provider calls this request caused (0 for a cache hit).
         stop_reason: why generation stopped, as the vendor said it (normalised where obvious).
     """
@@ -91,6 +94,8 @@ class CompletionResponse(_Frozen):
     usage: Usage = Usage()
     cost_usd: float | None = None
     cached: bool = False
+    replayed: bool = False
+    list_cost_usd: float | None = None
     attempts: int = 1
     stop_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()

@@ -99,7 +99,9 @@ class Cassette:
         entry = {
             "request": json.loads(canonical_json(request, resolved_model)),
             # A replayed answer is never a cache hit and always one call: keep the recorded facts only.
-            "response": response.model_copy(update={"cached": False, "attempts": 1}).model_dump(mode="json"),
+            "response": response.model_copy(
+                update={"cached": False, "attempts": 1, "replayed": False, "list_cost_usd": None}
+            ).model_dump(mode="json"),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(self.path.with_name(f".{self.path.name}.lock")):
@@ -173,7 +175,7 @@ class ReplayProvider:
                 "and VIBE_REPLAY=record (plus the provider's API key)",
                 digest=digest,
             )
-        return response.model_copy(update={"cached": False, "attempts": 1})
+        return response.model_copy(update={"cached": False, "attempts": 1, "replayed": True})
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -107,10 +107,14 @@ class ProviderModel:
         # Before the cache, the journal or the caller sees it: an oversize reply fails over like a fault.
         check_reply_size(response, model_id=spec.id, max_bytes=self._max_reply_bytes)
         cost = spec.cost_usd(response.usage.input_tokens, response.usage.output_tokens)
+        price = cost if cost is not None else response.cost_usd
+        # A replayed answer cost nothing; what it would have cost live is kept, labelled as such.
+        paid = (None if price is None else 0.0) if response.replayed else price
         return response.model_copy(
             update={
                 "model": spec.id,
-                "cost_usd": cost if cost is not None else response.cost_usd,
+                "cost_usd": paid,
+                "list_cost_usd": price if response.replayed else None,
                 "cached": False,
                 "attempts": 1,
             }

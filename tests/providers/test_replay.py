@@ -208,3 +208,26 @@ def _put_in_subprocess(cassette: Path, prompt: str, text: str) -> None:
         check=True,
         timeout=60,
     )
+
+
+def test_a_replayed_answer_costs_nothing_and_says_what_it_would_have_cost(tmp_path: Path) -> None:
+    from providers.manager import ProviderManager
+    from vibe.settings import Settings
+
+    cassette = tmp_path / "demo.json"
+    with FakeLLMServer() as server:
+        server.enqueue(ok("answer", usage=(1000, 500)))
+        run(_record(server, cassette, REQUEST))
+    settings = Settings(home=tmp_path / "home", replay="replay", cassette=cassette, cache_enabled=False,
+                        model="anthropic:claude-sonnet-4-6", fallbacks=())
+
+    async def ask() -> CompletionResponse:
+        async with ProviderManager(settings) as manager:
+            return await manager.complete(REQUEST.model_copy(update={"model": "anthropic:claude-sonnet-4-6"}))
+
+    answer = run(ask())
+    assert answer.text == "answer"
+    assert answer.replayed is True
+    assert answer.cost_usd == 0.0
+    assert answer.list_cost_usd is not None
+    assert answer.list_cost_usd > 0
