@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cli._app import app, fail, load_settings
-from vibe.errors import VibeError
+from vibe.errors import InputError, VibeError
 
 worker_app = typer.Typer(
     name="worker",
@@ -45,14 +45,26 @@ def start_command(
             "(default: VIBE_WORKER_GRACE_S, 30). A second signal hands them back at once.",
         ),
     ] = None,
+    launch: Annotated[
+        str | None,
+        typer.Option(
+            "--launch",
+            envvar="VIBE_WORKER_LAUNCH",
+            help="How each flow run's process starts: `prefork` (forked from a warm parent that has imported "
+            "Prefect and the flows: well under a second) or `engine` (a new `python -m prefect.engine`, "
+            "several seconds). Default: VIBE_WORKER_LAUNCH, prefork.",
+        ),
+    ] = None,
 ) -> None:
     """Start a process worker; on SIGTERM/SIGINT it finishes or hands back its runs, then exits."""
     settings = load_settings()
     try:
-        from deployments.worker import WorkerOptions, serve_worker
+        from deployments.worker import Launch, WorkerOptions, serve_worker
 
+        if launch is not None and launch not in {item.value for item in Launch}:
+            raise InputError(f"--launch must be one of {', '.join(item.value for item in Launch)}, not {launch!r}")
         options = WorkerOptions.from_settings(
-            settings, pool=pool, queues=tuple(queues or ()), name=name, limit=limit, grace_s=grace_s
+            settings, pool=pool, queues=tuple(queues or ()), name=name, limit=limit, grace_s=grace_s, launch=launch
         )
         report = serve_worker(settings, options, printer=lambda line: typer.echo(line, err=True))
     except VibeError as exc:

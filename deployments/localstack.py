@@ -223,21 +223,26 @@ class LocalPrefect:
         limit: int | None = None,
         grace_s: float | None = None,
         queues: tuple[str, ...] = (),
+        launch: str | None = None,
         cwd: Path | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start `vibe worker start --pool POOL` (stops cleanly on SIGTERM) in its own process group.
 
+        `launch` is `--launch` (`prefork`, the default, or `engine`).
+
         Its output goes to `<home>/<name>.log` (`worker_log(name)`).
         """
         worker_name = name or f"worker-{len(self._workers) + 1}"
-        command = [sys.executable, "-m", "vibe", "worker", "start", "--pool", pool, "--name", worker_name]
+        command = [sys.executable, "-m", "cli", "worker", "start", "--pool", pool, "--name", worker_name]
         if limit is not None:
             command += ["--limit", str(limit)]
         if grace_s is not None:
             command += ["--grace-s", str(grace_s)]
         for queue in queues:
             command += ["--queue", queue]
+        if launch is not None:
+            command += ["--launch", launch]
         return self._spawn_worker(command, worker_name, cwd=cwd, extra_env=extra_env)
 
     def worker_log(self, name: str) -> Path:

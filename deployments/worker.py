@@ -32,18 +32,24 @@ Why it is built this way (Prefect 3.9.1):
   reschedule with Crashed). `_hand_back` follows `prefect.cli.flow_run.execute` step by step.
 - Those pieces live inside `ProcessWorker.run`'s private `FlowRunExecutorContext`, so `DrainingProcessWorker`
   overrides `run` with the same body (same executor) plus a hand-back waiter per attempt.
-- Every run starts as `<this interpreter> -m prefect.engine` (Prefect's default `command`), even when the job
-  sets none: `ProcessWorker.run` would then use Prefect's workspace supervisor, which runs the pull steps and
-  execs a second interpreter that imports Prefect and the flow again (measured: ~4 s more per run, the pause
-  logged after `EventsWorker - Still processing items`). The engine runs the pull steps and the flow in one
-  process. Flow-run processes are started in their own session, so a Ctrl-C or a group-wide SIGTERM reaches
-  the worker only.
+- The default launch (`Launch.PREFORK`, `--launch prefork`) forks each run's process from a warm zygote that
+  has imported Prefect and the deployed flows once (`deployments.prefork`, `deployments._zygote`): the run is
+  what `python -m prefect.engine` would run, in a process of its own, less ~3 s of imports. It replaces only
+  the engine command; a job with another `command` is started as that command.
+- With `--launch engine`, every run starts as `<this interpreter> -m prefect.engine` (Prefect's default
+  `command`), even when the job sets none: `ProcessWorker.run` would then use Prefect's workspace
+  supervisor, which runs the pull steps and execs a second interpreter that imports Prefect and the flow
+  again (measured: ~4 s more per run, the pause logged after `EventsWorker - Still processing items`).
+  The engine runs the pull steps and the flow in one process. Flow-run processes (either launch) are started
+  in their own session, so a Ctrl-C or a group-wide SIGTERM reaches the worker only.
 - The polling and heartbeat loops are `BaseWorker.start`'s own (`critical_service_loop` over
   `get_and_submit_flow_runs` and `_sync_and_initialize`), driven here so that polling can stop while the
   heartbeat goes on and the worker then leaves through its normal teardown (worker-stopped event included).
-- Hard kills are unchanged: a worker killed with SIGKILL gets no say; its flow-run processes (in their own
-  sessions) either finish by themselves or, if they die, stop sending heartbeats, and the crash automation
-  of `vibe setup` marks their runs Crashed. That automation treats `AwaitingRetry` as an end of the
+- Hard kills: a worker killed with SIGKILL gets no say. With the prefork launch its flow-run processes die
+  with it (the zygote gets SIGTERM from the kernel, `PR_SET_PDEATHSIG`, and SIGTERMs them: the engine reports
+  each run Crashed at once; they get SIGKILL if the zygote itself dies). With `--launch engine` they (in their
+  own sessions) either finish by themselves or, if they die, stop sending heartbeats, and the crash
+  automation of `vibe setup` marks their runs Crashed. That automation treats `AwaitingRetry` as an end of the
   attempt, so a handed-back run that waits longer than `VIBE_CRASH_AFTER_S` for a worker is not crashed.
 
 Nothing here builds `Settings`; the CLI passes them.
@@ -78,10 +84,13 @@ from prefect.runner._starter_engine import EngineCommandStarter
 from prefect.settings import PREFECT_WORKER_QUERY_SECONDS
 from prefect.states import AwaitingRetry
 from prefect.utilities.engine import propose_state
+from prefect.utilities.processutils import command_from_string
 from prefect.utilities.services import critical_service_loop
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
 from deployments._client import api_url, prefect_api
+from deployments.prefork import PreforkStarter, Zygote, deployed_flow_modules
+from deployments.steps import project_root
 from vibe.errors import ConfigError
 from vibe.settings import Settings
 
@@ -168,8 +177,10 @@ class DrainingProcessWorker(ProcessWorker):
     def __dispatch_key__(cls) -> str:
         return "vibe-draining-process"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, zygote: Zygote | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # With a zygote (the prefork launch), runs that use the engine command are forked from it.
+        self._zygote = zygote
         self._attempts: dict[UUID, _Attempt] = {}
         self._draining = False
         self._handing_back = False
@@ -179,6 +190,17 @@ class DrainingProcessWorker(ProcessWorker):
     def _executor(
         self, ctx: FlowRunExecutorContext, flow_run: FlowRun, configuration: ProcessJobConfiguration, root: Path
     ) -> FlowRunExecutor:
+        if self._zygote is not None and _is_engine_command(configuration.command):
+            prefork = PreforkStarter(
+                self._zygote,
+                cwd=root,
+                env=configuration.env,
+                stream_output=configuration.stream_output,
+                control_channel=ctx.control_channel,
+            )
+            return ctx.create_executor(
+                flow_run, prefork, resolve_flow=load_flow_from_flow_run, propose_submitting=False
+            )
         # Always the engine command (`configuration.command` is `<this interpreter> -m prefect.engine` unless
         # the job sets one): it runs the pull steps and then the flow in one process. Without a job `command`,
         # `ProcessWorker.run` would use Prefect's workspace supervisor instead, which runs the pull steps and
@@ -311,6 +333,12 @@ class DrainingProcessWorker(ProcessWorker):
     async def serve(self, shutdown: ShutdownRequest, *, grace_s: float, printer: Printer = print) -> ShutdownReport:
         """Poll and run flow runs until `shutdown` stops it, then drain and hand back (see the module doc)."""
         async with self:
+            if self._zygote is not None:
+                ready = await self._zygote.start()
+                printer(
+                    f"Prefork launch: zygote {ready['pid']} imported Prefect and {len(ready['preloaded'])} "
+                    f"flow module(s) in {ready['import_s']:.1f} s"
+                )
             async with anyio.create_task_group() as services:
                 polling = anyio.CancelScope()
 
@@ -347,6 +375,8 @@ class DrainingProcessWorker(ProcessWorker):
             if self._report.failed and self._runs_task_group is not None:
                 # Runs that could not be handed back in time: teardown stops their processes.
                 self._runs_task_group.cancel_scope.cancel()
+        if self._zygote is not None:
+            self._zygote.close()
         self._report.signals = list(shutdown.received)
         printer(f"Worker {self.name!r} stopped: {self._report.summary()}")
         return self._report
@@ -378,15 +408,30 @@ class DrainingProcessWorker(ProcessWorker):
             self._report.failed.extend(sorted(left - set(self._report.failed)))
 
 
+def _is_engine_command(command: str | None) -> bool:
+    """Whether a job's command is `<some python> -m prefect.engine` (what the prefork launch replaces)."""
+    if not command:
+        return True
+    return command_from_string(command)[1:] == ["-m", "prefect.engine"]
+
+
+class Launch(StrEnum):
+    """How `vibe worker` starts a flow run's process."""
+
+    PREFORK = "prefork"  # forked from a warm zygote that has imported Prefect and the flows (the default)
+    ENGINE = "engine"  # a new `<interpreter> -m prefect.engine` per run
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How to run one worker: the pool, optional queues, name, run limit and grace period."""
+    """How to run one worker: the pool, optional queues, name, run limit, grace period and launch."""
 
     pool: str
     queues: tuple[str, ...] = ()
     name: str | None = None
     limit: int | None = None
     grace_s: float = 30.0
+    launch: Launch = Launch.PREFORK
 
     @classmethod
     def from_settings(
@@ -398,6 +443,7 @@ class WorkerOptions:
         name: str | None = None,
         limit: int | None = None,
         grace_s: float | None = None,
+        launch: Launch | str | None = None,
     ) -> WorkerOptions:
         """Options with every unset value taken from `settings` (`VIBE_WORK_POOL`, `VIBE_WORKER_*`)."""
         return cls(
@@ -406,6 +452,7 @@ class WorkerOptions:
             name=name,
             limit=limit if limit is not None else settings.worker_limit,
             grace_s=grace_s if grace_s is not None else settings.worker_grace_s,
+            launch=Launch(launch or Launch.PREFORK),
         )
 
 
@@ -433,6 +480,7 @@ async def aserve_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.receive, sig.name)
+    zygote = Zygote(deployed_flow_modules(), cwd=project_root()) if options.launch is Launch.PREFORK else None
     try:
         worker = DrainingProcessWorker(
             work_pool_name=options.pool,
@@ -441,9 +489,12 @@ async def aserve_worker(
             limit=options.limit,
             # `vibe setup` owns the pool and its job template (heartbeats on): never create a bare one.
             create_pool_if_not_found=False,
+            zygote=zygote,
         )
         return await worker.serve(shutdown, grace_s=options.grace_s, printer=printer)
     finally:
+        if zygote is not None:
+            zygote.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
