@@ -25,11 +25,30 @@ _BATCH_FILES = 256
 Progress = Callable[[int, int], None]
 
 
+def repository_key(repository: Repository) -> str:
+    """The key of a repository's path map in a store: its git directory (one per clone and per worktree)."""
+    return str(repository.git_dir.resolve())
+
+
+def open_store(repository: Repository, store_dir: Path | None = None, *, create: bool = False) -> SQLiteStore:
+    """The store of `repository` (see `store_path`), opened on its path map.
+
+    Raises:
+        InputError: no index yet (readers), or the store cannot be opened.
+    """
+    path = store_path(repository, store_dir)
+    try:
+        return SQLiteStore(path, repository=repository_key(repository), create=create)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open the index {path}: {exc}") from exc
+
+
 def store_path(repository: Repository, store_dir: Path | None = None) -> Path:
     """Where a repository's index lives: `<store_dir>/index.sqlite`, by default `<git dir>/vibe/index.sqlite`.
 
     The default keeps one store per repository (per worktree), out of the working tree so that it is never
-    indexed, committed or seen by `git status`.
+    indexed, committed or seen by `git status`. Repositories given the same `store_dir` share one store, and
+    each analyses only the contents none of them has analysed yet.
     """
     return (store_dir if store_dir is not None else repository.git_dir / "vibe") / STORE_FILE
 
@@ -149,10 +168,7 @@ def index_repository(
     started = time.perf_counter()
     repository = open_repository(repo)
     path = store_path(repository, store_dir)
-    try:
-        store = SQLiteStore(path, create=True)
-    except sqlite3.Error as exc:
-        raise InputError(f"cannot open the index {path}: {exc}") from exc
+    store = open_store(repository, store_dir, create=True)
     try:
         with store.write_lock(lock_timeout_s):
             if full:
@@ -161,9 +177,15 @@ def index_repository(
             stored = store.file_states()
             removed = [p for p in stored if p not in snapshot]
             decided, jobs = _plan(repository, snapshot, stored, max_file_bytes)
+            changed = len(removed) + len(decided)
+            # Contents another repository of the store (or this one, on another branch) has analysed are linked.
+            reused: set[str] = set()
+            if not full and jobs:
+                reused = store.reuse([(job.path, job.blob) for job in jobs if job.blob])
+                changed += len(reused)
+                jobs = [job for job in jobs if job.path not in reused]
             if progress is not None:
                 progress(0, len(jobs))
-            changed = len(removed) + len(decided)
             problems: list[str] = []
             if removed or decided:
                 store.apply(decided, removed)
@@ -188,4 +210,5 @@ def index_repository(
         skipped_by_reason=counts.skipped_by_reason,
         problems=tuple(sorted(problems)),
         store=str(path),
+        reused=len(reused),
     )

@@ -21,6 +21,8 @@ class IndexStats:
             `unreadable`, `symlink`, `submodule`).
         problems: one line per file that needed attention (unreadable, invalid UTF-8, parse errors).
         store: where the index lives.
+        reused: of `changed`, the files whose content the store had already analysed (for another clone,
+            worktree or branch sharing the store), linked without being read.
     """
 
     files: int
@@ -32,6 +34,7 @@ class IndexStats:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     store: str = ""
+    reused: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The figures the CLI prints with `--json`: exactly files, changed, symbols, chunks, skipped, elapsed_s."""

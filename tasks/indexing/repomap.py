@@ -21,9 +21,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.indexing.index import store_path
+from tasks.indexing.index import open_store, store_path
 from tasks.indexing.scan import find_repository
-from tasks.indexing.store import DefRow, SQLiteStore
+from tasks.indexing.store import DefRow
 from vibe.errors import InputError
 
 _DAMPING = 0.85
@@ -219,9 +219,10 @@ def build_repo_map(
     """
     if max_tokens < 1:
         raise InputError(f"max_tokens must be at least 1, got {max_tokens}")
-    path = store_path(find_repository(repo), store_dir)
+    repository = find_repository(repo)
+    path = store_path(repository, store_dir)
     try:
-        with SQLiteStore(path) as store:
+        with open_store(repository, store_dir) as store:
             defs = store.definitions()
             refs = store.references()
     except sqlite3.Error as exc:

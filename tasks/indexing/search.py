@@ -14,11 +14,11 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.indexing.index import store_path
+from tasks.indexing.index import open_store, store_path
 from tasks.indexing.models import FileHit, SearchHit
 from tasks.indexing.rank import Query, parse_query, rank_files
 from tasks.indexing.scan import find_repository
-from tasks.indexing.store import ChunkRow, SQLiteStore, Store
+from tasks.indexing.store import ChunkRow, Store
 from tasks.indexing.terms import fts_match, split_identifier
 from vibe.errors import ExternalError, InputError
 
@@ -148,9 +148,10 @@ def search_code(
         InputError: an empty query, `k` < 1, not a git repository, or no index yet.
     """
     parsed, identifiers, wanted = _read_query(query, k)
-    path = store_path(find_repository(repo), store_dir)
+    repository = find_repository(repo)
+    path = store_path(repository, store_dir)
     try:
-        with SQLiteStore(path) as store:
+        with open_store(repository, store_dir) as store:
             files = rank_files(store, parsed, limit=max(k, _MIN_FILES))
             scored = _best_chunks(store, files, identifiers, wanted, k)
             if embedder is not None and scored:
@@ -184,9 +185,10 @@ def search_files(
     if lines < 1:
         raise InputError(f"lines must be at least 1, got {lines}")
     parsed, identifiers, wanted = _read_query(query, k)
-    path = store_path(find_repository(repo), store_dir)
+    repository = find_repository(repo)
+    path = store_path(repository, store_dir)
     try:
-        with SQLiteStore(path) as store:
+        with open_store(repository, store_dir) as store:
             files = rank_files(store, parsed, limit=k)
             rows = store.search_in(fts_match(identifiers), [file for file, _ in files])
     except sqlite3.Error as exc:

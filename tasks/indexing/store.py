@@ -1,11 +1,17 @@
 """Where the index lives: a small `Store` interface and its embedded SQLite implementation.
 
-One SQLite database per repository (by default `<git dir>/vibe/index.sqlite`, out of the working tree and
-per worktree). Writers hold an exclusive advisory lock on a side file for the whole run, so two overlapping
-index runs on one repository take turns: the second one waits, then sees what the first one stored and does
-only what is left. Each batch of files is written in one transaction (old rows out, new rows in, the file's
-blob id last), so an interrupted run leaves a consistent index that the next run completes. WAL mode lets
-searches read while a run writes.
+Analyses are stored by content: a file's symbols, chunks and terms are keyed by its path and git blob id, and
+each repository (each worktree: its git directory is its key) only maps its paths to those contents. One
+database can therefore serve many repositories: a second clone, a fork, a worktree or another branch of the
+same code links the contents already analysed and analyses only the blobs it has not seen (the way GitHub's
+code search deduplicates by blob). The default database is per repository (`<git dir>/vibe/index.sqlite`);
+pass the same `store_dir` (say `VIBE_HOME/index`) for every repository to share one. A content no repository
+maps any more is deleted in the same transaction that unmapped it.
+
+Writers hold an exclusive advisory lock on a side file for the whole run, so two overlapping index runs take
+turns: the second one waits, then sees what the first one stored and does only what is left. Each batch of
+files is written in one transaction, so an interrupted run leaves a consistent index that the next run
+completes. WAL mode lets searches read while a run writes.
 
 The schema carries a version; a store written by another version is rebuilt from scratch by the next index
 run (the index is derived data), and readers are told to re-index.
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +34,7 @@ from tasks.indexing.terms import identifier_parts
 from vibe.errors import InputError, LockTimeoutError
 from vibe.fsutil import file_lock
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # BM25 weights of the FTS columns: chunk text, identifier words, names defined in the chunk, file path.
 _WEIGHTS = (1.0, 0.6, 6.0, 1.5)
 # BM25F weights of the file-level FTS columns: path, names defined in the file, the whole text with its words.
@@ -36,17 +42,26 @@ FILE_WEIGHTS = (3.0, 4.0, 1.0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
+CREATE TABLE IF NOT EXISTS repos (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS contents (
     id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
     blob TEXT NOT NULL,
     status TEXT NOT NULL,
     lang TEXT,
-    problem TEXT
+    problem TEXT,
+    UNIQUE (path, blob)
 );
+CREATE TABLE IF NOT EXISTS files (
+    repo_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    content_id INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_content ON files (content_id);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
-    file_id INTEGER NOT NULL,
+    content_id INTEGER NOT NULL,
     start_line INTEGER NOT NULL,
     end_line INTEGER NOT NULL,
     symbol TEXT,
@@ -54,18 +69,18 @@ CREATE TABLE IF NOT EXISTS chunks (
     parts TEXT NOT NULL,
     defs TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS chunks_file ON chunks (file_id);
+CREATE INDEX IF NOT EXISTS chunks_content ON chunks (content_id);
 CREATE TABLE IF NOT EXISTS defs (
-    file_id INTEGER NOT NULL,
+    content_id INTEGER NOT NULL,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
     line INTEGER NOT NULL,
     end_line INTEGER NOT NULL,
     signature TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS defs_file ON defs (file_id);
-CREATE TABLE IF NOT EXISTS refs (file_id INTEGER NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS refs_file ON refs (file_id);
+CREATE INDEX IF NOT EXISTS defs_content ON defs (content_id);
+CREATE TABLE IF NOT EXISTS refs (content_id INTEGER NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS refs_content ON refs (content_id);
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     text, parts, defs, path, content = '', tokenize = "porter unicode61 tokenchars '_'"
@@ -74,11 +89,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5 (
     path, names, text, content = '', tokenize = "porter unicode61 tokenchars '_'"
 );
 """
-# The FTS table is contentless: the text lives once, in `chunks`, and deleting a row hands FTS5 the values it
-# indexed (the `parts` and `defs` columns are kept for exactly that). `files_fts` is contentless too: one row
-# per file (rowid = files.id) whose values are rebuilt from the file's chunks to delete it (`_file_terms`).
-# Its tokenizer stems (`porter`), since file-level matching serves requests written in prose.
-_TABLES = ("meta", "files", "chunks", "defs", "refs", "embeddings", "chunks_fts", "files_fts")
+# The FTS tables are contentless: the text lives once, in `chunks`, and deleting a row hands FTS5 the values it
+# indexed (the `parts` and `defs` columns are kept for exactly that). `files_fts` has one row per content
+# (rowid = contents.id) whose values are rebuilt from the content's chunks to delete it (`_file_terms`). Both
+# stem (`porter`): requests are written in prose ("dictionaries", "parsing").
+# The path is part of a content's key because the analysis depends on it (language, the path column).
+_TABLES = ("meta", "repos", "contents", "files", "chunks", "defs", "refs", "embeddings", "chunks_fts", "files_fts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +154,10 @@ class Store(Protocol):
     def apply(self, results: Sequence[FileAnalysis], removed: Sequence[str]) -> None:
         """Atomically replace the records of `results`' paths and delete those of `removed`."""
 
+    def reuse(self, files: Sequence[tuple[str, str]]) -> set[str]:
+        """Map the (path, blob id) pairs whose content is already analysed (by any repository of the store) to
+        this repository, without analysing them again; returns the paths mapped."""
+
     def counts(self) -> StoreCounts:
         """Totals after the last write."""
 
@@ -186,13 +206,17 @@ class SQLiteStore:
 
     Args:
         path: the database file.
+        repository: the key of the repository this connection reads and writes (`repository_key`); one
+            database holds the path maps of any number of repositories over one set of analysed contents.
         create: create the database (and its directory) if missing; readers pass False and get a clear
             error when there is no index yet.
     """
 
-    def __init__(self, path: Path, *, create: bool = False) -> None:
+    def __init__(self, path: Path, *, repository: str, create: bool = False) -> None:
         self.path = path
         self.location = str(path)
+        self.repository = repository
+        self._repo_id: int | None = None
         if not create and not path.exists():
             raise InputError(f"no index at {path}: run `vibe index` on the repository first")
         if create:
@@ -202,10 +226,6 @@ class SQLiteStore:
                 raise InputError(f"cannot create the index directory {path.parent}: {exc.strerror}") from exc
         try:
             self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            # WAL is a property of the database file: set once by writers, readers inherit it. Switching needs a
-            # lock that a concurrent writer's transaction holds (and busy waits do not cover), so only switch once.
-            if create and self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA cache_size = -65536")
         except sqlite3.Error as exc:
@@ -218,6 +238,11 @@ class SQLiteStore:
                     f"the index at {path} has schema version {version}, this vibe needs {SCHEMA_VERSION}: "
                     "run `vibe index` on the repository to rebuild it"
                 )
+            row = self._db.execute("SELECT id FROM repos WHERE key = ?", (repository,)).fetchone()
+            if row is None:
+                self._db.close()
+                raise InputError(f"the index at {path} has no index of {repository}: run `vibe index` on it first")
+            self._repo_id = int(row[0])
 
     # --- schema ------------------------------------------------------------------------------------
 
@@ -231,23 +256,30 @@ class SQLiteStore:
     def _ensure_schema(self) -> None:
         """Create the tables, or rebuild them when they were written by another schema version (writer only)."""
         version = self._version()
-        if version == SCHEMA_VERSION:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for table in _TABLES:
-                self._db.execute(f"DROP TABLE IF EXISTS {table}")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('generation', '0')",
-                (str(SCHEMA_VERSION),),
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        if version != SCHEMA_VERSION:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in _TABLES:
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('generation', '0')",
+                    (str(SCHEMA_VERSION),),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self._db.execute("INSERT OR IGNORE INTO repos (key) VALUES (?)", (self.repository,))
+        self._repo_id = int(self._db.execute("SELECT id FROM repos WHERE key = ?", (self.repository,)).fetchone()[0])
+
+    @property
+    def _repo(self) -> int:
+        if self._repo_id is None:
+            raise InputError(f"the index at {self.path} is not open for writing: take its write lock first")
+        return self._repo_id
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -264,96 +296,161 @@ class SQLiteStore:
                 stack.enter_context(file_lock(lock_path, timeout_s=timeout_s))
             except TimeoutError as exc:
                 raise LockTimeoutError(f"another index run has held {lock_path} for over {timeout_s:.0f}s") from exc
+            # WAL is a property of the database file, set once by a writer (readers inherit it); switching needs a
+            # lock that busy waits do not cover, so it is done under the writer lock, and only once.
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self._db.execute("PRAGMA journal_mode = WAL")
             self._ensure_schema()
             yield
 
     def file_states(self) -> dict[str, tuple[str, str]]:
-        """Every stored file: path -> (blob id, status)."""
-        return {path: (blob, status) for path, blob, status in self._db.execute("SELECT path, blob, status FROM files")}
+        """Every file of this repository: path -> (blob id, status)."""
+        return {
+            path: (blob, status)
+            for path, blob, status in self._db.execute(
+                "SELECT f.path, c.blob, c.status FROM files AS f JOIN contents AS c ON c.id = f.content_id "
+                "WHERE f.repo_id = ?",
+                (self._repo,),
+            )
+        }
 
     def reset(self) -> None:
-        """Remove every file's records (a full re-index starts from nothing)."""
+        """Unmap every file of this repository (a full re-index starts from nothing; shared contents stay for
+        the other repositories, and are analysed again in place as the run meets them)."""
+        self._transaction(lambda: self._unmap([path for path, in self._db.execute(
+            "SELECT path FROM files WHERE repo_id = ?", (self._repo,))]))
+
+    def _transaction(self, work: Callable[[], object]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("files", "chunks", "defs", "refs"):
-                self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
-            self._db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('delete-all')")
-            self._db.execute("INSERT INTO files_fts (files_fts) VALUES ('delete-all')")
+            work()
+            self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
-    def _delete(self, paths: Sequence[str]) -> None:
+    def _unmap(self, paths: Sequence[str]) -> None:
+        """Remove `paths` from this repository's map, and the contents nothing maps any more."""
         db = self._db
+        orphans: set[int] = set()
         for path in paths:
-            row = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
-            if row is None:
-                continue
-            file_id = row[0]
-            chunks = db.execute(
-                "SELECT text, parts, defs FROM chunks WHERE file_id = ? ORDER BY id", (file_id,)
-            ).fetchall()
-            if chunks:
-                db.execute(
-                    "INSERT INTO files_fts (files_fts, rowid, path, names, text) VALUES ('delete', ?, ?, ?, ?)",
-                    (file_id, *_file_terms(path, chunks)),
-                )
-            terms = path_terms(path)
+            row = db.execute(
+                "SELECT content_id FROM files WHERE repo_id = ? AND path = ?", (self._repo, path)
+            ).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM files WHERE repo_id = ? AND path = ?", (self._repo, path))
+                orphans.add(row[0])
+        for content_id in orphans:
+            if db.execute("SELECT 1 FROM files WHERE content_id = ? LIMIT 1", (content_id,)).fetchone() is None:
+                self._clear(content_id)
+                db.execute("DELETE FROM contents WHERE id = ?", (content_id,))
+
+    def _clear(self, content_id: int) -> None:
+        """Delete a content's chunks, definitions, references and full-text rows (the content row stays)."""
+        db = self._db
+        row = db.execute("SELECT path FROM contents WHERE id = ?", (content_id,)).fetchone()
+        if row is None:
+            return
+        path = row[0]
+        chunks = db.execute(
+            "SELECT text, parts, defs FROM chunks WHERE content_id = ? ORDER BY id", (content_id,)
+        ).fetchall()
+        if chunks:
+            db.execute(
+                "INSERT INTO files_fts (files_fts, rowid, path, names, text) VALUES ('delete', ?, ?, ?, ?)",
+                (content_id, *_file_terms(path, chunks)),
+            )
             db.execute(
                 "INSERT INTO chunks_fts (chunks_fts, rowid, text, parts, defs, path) "
-                "SELECT 'delete', id, text, parts, defs, ? FROM chunks WHERE file_id = ?",
-                (terms, file_id),
+                "SELECT 'delete', id, text, parts, defs, ? FROM chunks WHERE content_id = ?",
+                (path_terms(path), content_id),
             )
-            for table in ("chunks", "defs", "refs"):
-                db.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))  # noqa: S608 - fixed names
-            db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        for table in ("chunks", "defs", "refs"):
+            db.execute(f"DELETE FROM {table} WHERE content_id = ?", (content_id,))  # noqa: S608 - fixed names
 
     def apply(self, results: Sequence[FileAnalysis], removed: Sequence[str]) -> None:
-        """Replace the records of `results`' paths and delete those of `removed`, in one transaction."""
+        """Replace the records of `results`' paths and delete those of `removed`, in one transaction.
+
+        A result whose (path, blob) content is already stored (for another repository, or before a full
+        re-index) replaces that content's analysis in place, so every repository mapping it sees the new one.
+        """
+        self._transaction(lambda: self._apply(results, removed))
+
+    def _apply(self, results: Sequence[FileAnalysis], removed: Sequence[str]) -> None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._delete([*removed, *(result.path for result in results)])
-            next_chunk = (db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0) + 1
-            chunk_rows: list[tuple[object, ...]] = []
-            fts_rows: list[tuple[object, ...]] = []
-            file_fts_rows: list[tuple[object, ...]] = []
-            def_rows: list[tuple[object, ...]] = []
-            ref_rows: list[tuple[object, ...]] = []
-            for result in results:
+        self._unmap([*removed, *(result.path for result in results)])
+        next_chunk = (db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0) + 1
+        chunk_rows: list[tuple[object, ...]] = []
+        fts_rows: list[tuple[object, ...]] = []
+        file_fts_rows: list[tuple[object, ...]] = []
+        def_rows: list[tuple[object, ...]] = []
+        ref_rows: list[tuple[object, ...]] = []
+        map_rows: list[tuple[object, ...]] = []
+        for result in results:
+            row = db.execute(
+                "SELECT id FROM contents WHERE path = ? AND blob = ?", (result.path, result.blob)
+            ).fetchone()
+            if row is not None:
+                content_id = int(row[0])
+                self._clear(content_id)
+                db.execute(
+                    "UPDATE contents SET status = ?, lang = ?, problem = ? WHERE id = ?",
+                    (result.status, result.lang, result.problem, content_id),
+                )
+            else:
                 cursor = db.execute(
-                    "INSERT INTO files (path, blob, status, lang, problem) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO contents (path, blob, status, lang, problem) VALUES (?, ?, ?, ?, ?)",
                     (result.path, result.blob, result.status, result.lang, result.problem),
                 )
-                file_id = cursor.lastrowid
-                terms = path_terms(result.path)
-                for chunk in result.chunks:
-                    chunk_rows.append(
-                        (next_chunk, file_id, chunk.start_line, chunk.end_line, chunk.symbol, chunk.text,
-                         chunk.parts, chunk.defs)
-                    )
-                    fts_rows.append((next_chunk, chunk.text, chunk.parts, chunk.defs, terms))
-                    next_chunk += 1
-                if result.chunks:
-                    file_fts_rows.append(
-                        (file_id, *_file_terms(result.path, [(c.text, c.parts, c.defs) for c in result.chunks]))
-                    )
-                def_rows.extend(
-                    (file_id, d.name, d.kind, d.start_line + 1, d.end_line + 1, signature)
-                    for d, signature in zip(result.defs, result.signatures, strict=True)
+                content_id = int(cursor.lastrowid or 0)
+            map_rows.append((self._repo, result.path, content_id))
+            terms = path_terms(result.path)
+            # A content's chunks get consecutive ids: `search_in` reads them as one rowid range.
+            for chunk in result.chunks:
+                chunk_rows.append(
+                    (next_chunk, content_id, chunk.start_line, chunk.end_line, chunk.symbol, chunk.text,
+                     chunk.parts, chunk.defs)
                 )
-                ref_rows.extend((file_id, name, count) for name, count in result.refs)
-            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk_rows)
-            db.executemany("INSERT INTO chunks_fts (rowid, text, parts, defs, path) VALUES (?, ?, ?, ?, ?)", fts_rows)
-            db.executemany("INSERT INTO files_fts (rowid, path, names, text) VALUES (?, ?, ?, ?)", file_fts_rows)
-            db.executemany("INSERT INTO defs VALUES (?, ?, ?, ?, ?, ?)", def_rows)
-            db.executemany("INSERT INTO refs VALUES (?, ?, ?)", ref_rows)
-            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+                fts_rows.append((next_chunk, chunk.text, chunk.parts, chunk.defs, terms))
+                next_chunk += 1
+            if result.chunks:
+                file_fts_rows.append(
+                    (content_id, *_file_terms(result.path, [(c.text, c.parts, c.defs) for c in result.chunks]))
+                )
+            def_rows.extend(
+                (content_id, d.name, d.kind, d.start_line + 1, d.end_line + 1, signature)
+                for d, signature in zip(result.defs, result.signatures, strict=True)
+            )
+            ref_rows.extend((content_id, name, count) for name, count in result.refs)
+        db.executemany("INSERT INTO files VALUES (?, ?, ?)", map_rows)
+        db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk_rows)
+        db.executemany("INSERT INTO chunks_fts (rowid, text, parts, defs, path) VALUES (?, ?, ?, ?, ?)", fts_rows)
+        db.executemany("INSERT INTO files_fts (rowid, path, names, text) VALUES (?, ?, ?, ?)", file_fts_rows)
+        db.executemany("INSERT INTO defs VALUES (?, ?, ?, ?, ?, ?)", def_rows)
+        db.executemany("INSERT INTO refs VALUES (?, ?, ?)", ref_rows)
+
+    def reuse(self, files: Sequence[tuple[str, str]]) -> set[str]:
+        """Map to this repository the (path, blob id) pairs whose content is already analysed; returns their paths.
+
+        Unreadable files (no blob id) are never reused: they are retried on every run.
+        """
+        db = self._db
+        found: dict[str, int] = {}
+        for path, blob in files:
+            if blob:
+                row = db.execute("SELECT id FROM contents WHERE path = ? AND blob = ?", (path, blob)).fetchone()
+                if row is not None:
+                    found[path] = int(row[0])
+        if found:
+            def link() -> None:
+                self._unmap(list(found))
+                db.executemany(
+                    "INSERT INTO files VALUES (?, ?, ?)", [(self._repo, path, cid) for path, cid in found.items()]
+                )
+
+            self._transaction(link)
+        return set(found)
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -363,53 +460,59 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     def counts(self) -> StoreCounts:
-        """Totals of the store."""
+        """Totals of this repository."""
         db = self._db
-        by_status = dict(db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        repo = self._repo
+        by_status = dict(db.execute(
+            "SELECT c.status, count(*) FROM files AS f JOIN contents AS c ON c.id = f.content_id "
+            "WHERE f.repo_id = ? GROUP BY c.status", (repo,)
+        ).fetchall())
         files = by_status.pop("indexed", 0)
-        symbols = db.execute("SELECT count(*) FROM defs").fetchone()[0]
-        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        symbols = db.execute(
+            "SELECT count(*) FROM files AS f JOIN defs AS d ON d.content_id = f.content_id WHERE f.repo_id = ?", (repo,)
+        ).fetchone()[0]
+        chunks = db.execute(
+            "SELECT count(*) FROM files AS f JOIN chunks AS c ON c.content_id = f.content_id WHERE f.repo_id = ?",
+            (repo,),
+        ).fetchone()[0]
         return StoreCounts(files=files, symbols=symbols, chunks=chunks, skipped_by_reason=by_status)
 
     def search(self, match: str, limit: int) -> list[ChunkRow]:
-        """The best `limit` chunks for an FTS5 MATCH expression, best first."""
+        """The best `limit` chunks of this repository for an FTS5 MATCH expression, best first."""
         weights = ", ".join(str(w) for w in _WEIGHTS)
         sql = f"""
-            SELECT f.path, c.start_line, c.end_line, c.symbol, c.text, c.defs, -hits.rank
-            FROM (SELECT rowid, bm25(chunks_fts, {weights}) AS rank FROM chunks_fts
-                  WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?) AS hits
-            JOIN chunks AS c ON c.id = hits.rowid
-            JOIN files AS f ON f.id = c.file_id
-            ORDER BY hits.rank
+            SELECT f.path, c.start_line, c.end_line, c.symbol, c.text, c.defs, -bm25(chunks_fts, {weights}) AS score
+            FROM chunks_fts
+            JOIN chunks AS c ON c.id = chunks_fts.rowid
+            JOIN files AS f ON f.content_id = c.content_id AND f.repo_id = ?
+            WHERE chunks_fts MATCH ? ORDER BY score DESC LIMIT ?
         """  # noqa: S608 - the weights are constants
         try:
-            rows = self._db.execute(sql, (match, limit)).fetchall()
+            rows = self._db.execute(sql, (self._repo, match, limit)).fetchall()
         except sqlite3.OperationalError as exc:
             raise InputError(f"cannot search for {match!r}: {exc}") from exc
         return [ChunkRow(*row) for row in rows]
 
     def search_files(self, match: str, limit: int) -> list[tuple[str, float]]:
-        """The best `limit` files for an FTS5 MATCH expression (BM25F over path, names and text), best first."""
+        """The best `limit` files of this repository for an FTS5 MATCH expression (BM25F over path, names and
+        text), best first."""
         weights = ", ".join(str(w) for w in FILE_WEIGHTS)
         sql = f"""
-            SELECT f.path, -hits.rank
-            FROM (SELECT rowid, bm25(files_fts, {weights}) AS rank FROM files_fts
-                  WHERE files_fts MATCH ? ORDER BY rank LIMIT ?) AS hits
-            JOIN files AS f ON f.id = hits.rowid
+            SELECT f.path, -bm25(files_fts, {weights}) AS score
+            FROM files_fts JOIN files AS f ON f.content_id = files_fts.rowid AND f.repo_id = ?
+            WHERE files_fts MATCH ? ORDER BY score DESC LIMIT ?
         """  # noqa: S608 - the weights are constants
         try:
-            return list(self._db.execute(sql, (match, limit)).fetchall())
+            return list(self._db.execute(sql, (self._repo, match, limit)).fetchall())
         except sqlite3.OperationalError as exc:
             raise InputError(f"cannot search for {match!r}: {exc}") from exc
 
     def search_in(self, match: str, paths: Sequence[str]) -> list[ChunkRow]:
         """Every chunk of the files `paths` that matches an FTS5 MATCH expression, best first; a file with no
         matching chunk contributes its first one, with rank 0."""
-        if not paths:
-            return []
         weights = ", ".join(str(w) for w in _WEIGHTS)
-        # A file's chunks have consecutive ids (`apply` writes them in one run), and FTS5 answers a rowid range
-        # from its index, where an IN list would make it score every match of the whole repository.
+        # A content's chunks have consecutive ids (`apply` writes them in one run), and FTS5 answers a rowid
+        # range from its index, where an IN list would make it score every match of the whole store.
         sql = f"""
             SELECT rowid, bm25(chunks_fts, {weights}) FROM chunks_fts
             WHERE chunks_fts MATCH ? AND rowid BETWEEN ? AND ?
@@ -418,9 +521,9 @@ class SQLiteStore:
         try:
             for path in paths:
                 span = self._db.execute(
-                    "SELECT min(c.id), max(c.id) FROM chunks AS c JOIN files AS f ON f.id = c.file_id "
-                    "WHERE f.path = ?",
-                    (path,),
+                    "SELECT min(c.id), max(c.id) FROM files AS f JOIN chunks AS c ON c.content_id = f.content_id "
+                    "WHERE f.repo_id = ? AND f.path = ?",
+                    (self._repo, path),
                 ).fetchone()
                 if span is None or span[0] is None:
                     continue
@@ -438,19 +541,24 @@ class SQLiteStore:
         return rows
 
     def definitions(self) -> list[DefRow]:
-        """Every definition with its file."""
+        """Every definition of this repository with its file."""
         return [
             DefRow(*row)
             for row in self._db.execute(
-                "SELECT f.path, d.name, d.kind, d.line, d.end_line, d.signature FROM defs AS d "
-                "JOIN files AS f ON f.id = d.file_id"
+                "SELECT f.path, d.name, d.kind, d.line, d.end_line, d.signature FROM files AS f "
+                "JOIN defs AS d ON d.content_id = f.content_id WHERE f.repo_id = ?",
+                (self._repo,),
             )
         ]
 
     def references(self) -> list[tuple[str, str, int]]:
-        """Every (path, referenced name, count)."""
+        """Every (path, referenced name, count) of this repository."""
         return list(
-            self._db.execute("SELECT f.path, r.name, r.count FROM refs AS r JOIN files AS f ON f.id = r.file_id")
+            self._db.execute(
+                "SELECT f.path, r.name, r.count FROM files AS f JOIN refs AS r ON r.content_id = f.content_id "
+                "WHERE f.repo_id = ?",
+                (self._repo,),
+            )
         )
 
     def vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:
