@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from tasks.codegen.matching import Mismatch, replace_once
 from tasks.codegen.parser import FileEdit, SearchReplace, parse_reply
+from tasks.codegen.paths import PathRules, create_problem, resolve_path
+from tasks.codegen.wholefile import judge_whole
 from vibe.errors import InputError
 
 DEFAULT_MAX_FILE_BYTES = 1_000_000
@@ -41,7 +44,17 @@ _TEMP_NAME_BYTES = len(_TEMP_PREFIX) + 8
 _HFS_IGNORED = dict.fromkeys([*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF], None)
 
 ProblemKind = Literal[
-    "mismatch", "not_a_directory", "name_too_long", "path_too_long", "is_a_directory", "path_conflict", "write_failed"
+    "mismatch",
+    "not_a_directory",
+    "name_too_long",
+    "path_too_long",
+    "is_a_directory",
+    "path_conflict",
+    "write_failed",
+    "outside_tree",
+    "path_mistake",
+    "elided",
+    "not_whole",
 ]
 
 
@@ -68,7 +81,9 @@ class EditProblem:
             `not_a_directory` (a file used as a directory), `name_too_long`, `path_too_long`,
             `is_a_directory` (a directory as the target), `path_conflict` (two edits of the reply where one
             uses the other's file as a directory), `write_failed` (the file system refused the write; every
-            file of the reply was restored).
+            file of the reply was restored), `outside_tree` (an absolute or `..` path outside the tree, with
+            `PathRules(outside="problem")`), `path_mistake` (a new file whose path ends with an existing
+            file's), `elided` / `not_whole` (a whole-file block that is not the whole file, see `wholefile.py`).
     """
 
     path: str
@@ -106,6 +121,7 @@ class EditPlan:
 
     writes: tuple[PlannedWrite, ...]
     problems: tuple[EditProblem, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -289,112 +305,148 @@ def _read_text(target: Path, max_bytes: int) -> str | tuple[str] | None:
         return ("the file is not UTF-8 text",)
 
 
-def _rstrip_lines(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.split("\n"))
-
-
-def _preview(text: str, limit: int = 240) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-class _Mismatch(Exception):
-    """A block that does not match; private control flow, never escapes this module."""
-
-
 def _apply_block(text: str, block: SearchReplace) -> str:
-    """Apply one block to `text`; returns the new text, or raises `_Mismatch`."""
+    """Apply one block to `text`; returns the new text, or raises `Mismatch` (see `matching.replace_once`)."""
     if not block.search.strip():
         if text.strip():
-            raise _Mismatch("an empty SEARCH only creates a new file; this file exists, so quote the lines to change")
+            raise Mismatch("an empty SEARCH only creates a new file; this file exists, so quote the lines to change")
         return block.replace
-    count = text.count(block.search)
-    if count == 1:
-        return text.replace(block.search, block.replace, 1)
-    if count > 1:
-        raise _Mismatch(
-            f"the SEARCH text matches {count} times; include more surrounding lines so it matches exactly once:\n"
-            + _preview(block.search)
-        )
-    # Models often get trailing whitespace wrong; accept a match that differs only there, if it is unique.
-    lines = text.split("\n")
-    stripped_lines = [line.rstrip() for line in lines]
-    wanted = _rstrip_lines(block.search.rstrip("\n")).split("\n")
-    hits = [
-        start for start in range(len(lines) - len(wanted) + 1) if stripped_lines[start : start + len(wanted)] == wanted
-    ]
-    if len(hits) == 1:
-        start = hits[0]
-        replacement = block.replace[:-1] if block.replace.endswith("\n") else block.replace
-        new_lines = [*lines[:start], *replacement.split("\n"), *lines[start + len(wanted) :]]
-        if not replacement:
-            new_lines = [*lines[:start], *lines[start + len(wanted) :]]
-        return "\n".join(new_lines)
-    if len(hits) > 1:
-        raise _Mismatch(
-            f"the SEARCH text matches {len(hits)} times; include more surrounding lines so it matches exactly once:\n"
-            + _preview(block.search)
-        )
-    raise _Mismatch(
-        "the SEARCH text does not match the file exactly; copy the lines verbatim:\n" + _preview(block.search)
-    )
+    return replace_once(text, block.search, block.replace, hint_line=block.hint_line)
 
 
-def plan_edits(root: Path, edits: Sequence[FileEdit], *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> EditPlan:
+class _Planner:
+    """The plan of one reply as it is built, edit by edit (see `plan_edits`)."""
+
+    def __init__(self, root: Path, *, max_file_bytes: int, rules: PathRules, allow_shrink: bool) -> None:
+        self.root = root
+        self.max_file_bytes = max_file_bytes
+        self.rules = rules
+        self.allow_shrink = allow_shrink
+        self.refusals: list[str] = []
+        self.problems: list[EditProblem] = []
+        self.notes: list[str] = []
+        self.pending: dict[str, PlannedWrite] = {}
+        # What each path held before this reply (None: missing), for the whole-file judgement.
+        self.before: dict[str, str | None] = {}
+
+    def add(self, edit: FileEdit) -> None:
+        path, mapped = resolve_path(self.root, edit.path, self.rules)
+        if path is None:
+            assert isinstance(mapped, tuple)
+            self.problems.append(EditProblem(edit.path, mapped[1], mapped[0]))  # type: ignore[arg-type]
+            return
+        if isinstance(mapped, str):
+            self.notes.append(mapped)
+        checked = check_path(self.root, path)
+        if isinstance(checked, str):
+            self.refusals.append(f"{edit.path!r}: {checked}")
+            return
+        rel, target = checked
+        current = self._current(rel, target)
+        if current is None or isinstance(current, EditProblem):
+            if current is not None:
+                self.problems.append(current)
+            return
+        text, created = current
+        new = self._new_content(edit, rel, text)
+        if new is None:
+            return
+        refusal = _content_refusal(new, self.max_file_bytes)
+        if refusal is not None:
+            self.refusals.append(f"{rel!r}: {refusal}")
+            return
+        self.pending[rel] = PlannedWrite(path=rel, content=new, created=created)
+
+    def _current(self, rel: str, target: Path) -> tuple[str | None, bool] | EditProblem | None:
+        """The text `rel` has at this point of the reply and whether it is new; a problem; None if refused."""
+        previous = self.pending.get(rel)
+        if previous is not None:
+            return previous.content, previous.created
+        problem = check_writable(self.root, rel)
+        if problem is not None:
+            return problem
+        existing = _read_text(target, self.max_file_bytes)
+        if isinstance(existing, tuple):
+            self.refusals.append(f"{rel!r}: {existing[0]}")
+            return None
+        self.before.setdefault(rel, existing)
+        return existing, existing is None
+
+    def _new_content(self, edit: FileEdit, rel: str, current: str | None) -> str | None:
+        """The file's text after `edit`, or None when the edit writes nothing (a problem, a quotation)."""
+        if edit.kind == "whole":
+            return self._whole(edit, rel, current)
+        new = current or ""
+        try:
+            if current is None and any(block.search.strip() for block in edit.blocks):
+                raise Mismatch("the file does not exist; to create it, send its whole content")
+            for block in edit.blocks:
+                new = _apply_block(new, block)
+        except Mismatch as exc:
+            self.problems.append(EditProblem(rel, str(exc)))
+            return None
+        return new
+
+    def _whole(self, edit: FileEdit, rel: str, current: str | None) -> str | None:
+        if current is None and rel not in self.pending:
+            mistake = create_problem(self.root, rel)
+            if mistake is not None:
+                self.problems.append(EditProblem(rel, mistake, "path_mistake"))
+                return None
+        verdict = judge_whole(current, edit.content, path=rel, quoted=edit.quoted, allow_shrink=self.allow_shrink)
+        if verdict.action == "problem":
+            self.problems.append(EditProblem(rel, verdict.message, verdict.kind or "not_whole"))
+            return None
+        if verdict.action == "quote":
+            self.notes.append(verdict.message)
+            return None
+        if verdict.action == "unchanged":
+            self.notes.append(f"{rel}: the block is the file as it is; nothing to change")
+            return None
+        return edit.content
+
+    def finish(self) -> EditPlan:
+        if self.refusals:
+            raise UnsafeEditError(self.refusals)
+        problems = [*self.problems, *_conflicts(list(self.pending))]
+        writes = tuple(w for w in self.pending.values() if w.created or w.content != self.before.get(w.path))
+        return EditPlan(writes=writes, problems=tuple(problems), notes=tuple(self.notes))
+
+
+def plan_edits(
+    root: Path,
+    edits: Sequence[FileEdit],
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    rules: PathRules | None = None,
+    allow_shrink: bool = False,
+) -> EditPlan:
     """Work out what `edits` would write under `root`, without writing anything.
 
-    Edits of the same file apply in order, each on the result of the one before.
+    Edits of the same file apply in order, each on the result of the one before. Paths are read as models
+    write them (`paths.resolve_path`); a whole-file block writes only when it is the whole file
+    (`wholefile.judge_whole`: a quotation changes nothing and gets a note, a fragment is a problem).
+
+    Args:
+        root: the tree.
+        edits: the parsed edits.
+        max_file_bytes: the cap on a file's size (old and new).
+        rules: how paths are read (default: `PathRules()`, a path outside the tree is refused).
+        allow_shrink: the request asks to remove code, so a much shorter whole file is plausible.
 
     Returns:
-        The plan; its problems (for the model) are SEARCH texts that match zero or several times and what the
-        file system would refuse (`check_writable`, and paths of the reply that use each other as directories).
+        The plan; its problems (for the model) are SEARCH texts that match zero or several times, what the
+        file system would refuse (`check_writable`, and paths of the reply that use each other as directories),
+        whole-file blocks that are not whole files, and path mistakes; its notes say what was read differently
+        from how it was written (a mapped path, a quotation left alone).
 
     Raises:
         UnsafeEditError: one or more edits are refused (every refusal is listed).
     """
-    refusals: list[str] = []
-    problems: list[EditProblem] = []
-    pending: dict[str, PlannedWrite] = {}
+    planner = _Planner(root, max_file_bytes=max_file_bytes, rules=rules or PathRules(), allow_shrink=allow_shrink)
     for edit in edits:
-        checked = check_path(root, edit.path)
-        if isinstance(checked, str):
-            refusals.append(f"{edit.path!r}: {checked}")
-            continue
-        rel, target = checked
-        previous = pending.get(rel)
-        if previous is not None:
-            current: str | None = previous.content
-            created = previous.created
-        else:
-            problem = check_writable(root, rel)
-            if problem is not None:
-                problems.append(problem)
-                continue
-            existing = _read_text(target, max_file_bytes)
-            if isinstance(existing, tuple):
-                refusals.append(f"{rel!r}: {existing[0]}")
-                continue
-            current, created = existing, existing is None
-        if edit.kind == "whole":
-            new = edit.content
-        else:
-            new = current or ""
-            try:
-                if current is None and any(block.search.strip() for block in edit.blocks):
-                    raise _Mismatch("the file does not exist; to create it, send its whole content")
-                for block in edit.blocks:
-                    new = _apply_block(new, block)
-            except _Mismatch as exc:
-                problems.append(EditProblem(rel, str(exc)))
-                continue
-        refusal = _content_refusal(new, max_file_bytes)
-        if refusal is not None:
-            refusals.append(f"{rel!r}: {refusal}")
-            continue
-        pending[rel] = PlannedWrite(path=rel, content=new, created=created)
-    if refusals:
-        raise UnsafeEditError(refusals)
-    problems.extend(_conflicts(list(pending)))
-    return EditPlan(writes=tuple(pending.values()), problems=tuple(problems))
+        planner.add(edit)
+    return planner.finish()
 
 
 class _Transaction:
@@ -529,7 +581,14 @@ def write_plan(root: Path, plan: EditPlan) -> tuple[str, ...]:
     return tuple(write.path for write, _ in targets)
 
 
-def apply_edits(root: Path, edits: Sequence[FileEdit], *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> EditPlan:
+def apply_edits(
+    root: Path,
+    edits: Sequence[FileEdit],
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    rules: PathRules | None = None,
+    allow_shrink: bool = False,
+) -> EditPlan:
     """Validate every edit, then write them all, or write nothing.
 
     Returns:
@@ -540,12 +599,12 @@ def apply_edits(root: Path, edits: Sequence[FileEdit], *, max_file_bytes: int = 
     Raises:
         UnsafeEditError: an edit is refused; nothing was written.
     """
-    plan = plan_edits(root, edits, max_file_bytes=max_file_bytes)
+    plan = plan_edits(root, edits, max_file_bytes=max_file_bytes, rules=rules, allow_shrink=allow_shrink)
     if plan.ok:
         try:
             write_plan(root, plan)
         except EditWriteError as exc:
-            return EditPlan(writes=plan.writes, problems=(exc.problem,))
+            return EditPlan(writes=plan.writes, problems=(exc.problem,), notes=plan.notes)
     return plan
 
 
@@ -558,18 +617,35 @@ class AppliedReply:
         problems: one message per edit that could not be applied (nothing was written then).
         contents: path -> the complete new text of each written file: the pipeline's own record of the edits,
             from which the patch and the pull request are built.
+        notes: what was read differently from how it was written (a mapped path, a quotation left alone).
     """
 
     written: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     contents: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
-def apply_reply(root: Path, reply: str, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> AppliedReply:
+def apply_reply(
+    root: Path,
+    reply: str,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    rules: PathRules | None = None,
+    allow_shrink: bool = False,
+) -> AppliedReply:
     """Parse a model's reply and apply its edits under `root`, all or nothing.
 
+    Args:
+        root: the tree.
+        reply: the model's reply.
+        max_file_bytes: the cap on a file's size.
+        rules: how paths are read (see `paths.PathRules`).
+        allow_shrink: the request asks to remove code (see `wholefile.wants_shrink`).
+
     Returns:
-        The files written and their content, or the problems for the model (then nothing was written).
+        The files written and their content, or the problems for the model (then nothing was written). A reply
+        whose blocks change nothing (only quotations) is a problem too, naming what was left alone.
 
     Raises:
         UnsafeEditError: an edit is refused (nothing was written).
@@ -580,7 +656,15 @@ def apply_reply(root: Path, reply: str, *, max_file_bytes: int = DEFAULT_MAX_FIL
         problems.append("the reply contains no edit: put each file path on its own line, then a fenced block")
     if problems:
         return AppliedReply(problems=tuple(problems))
-    plan = apply_edits(root, parsed.edits, max_file_bytes=max_file_bytes)
+    plan = apply_edits(root, parsed.edits, max_file_bytes=max_file_bytes, rules=rules, allow_shrink=allow_shrink)
     if not plan.ok:
-        return AppliedReply(problems=tuple(str(p) for p in plan.problems))
-    return AppliedReply(written=tuple(w.path for w in plan.writes), contents={w.path: w.content for w in plan.writes})
+        return AppliedReply(problems=tuple(str(p) for p in plan.problems), notes=plan.notes)
+    if not plan.writes:
+        listed = "; ".join(plan.notes)
+        return AppliedReply(problems=(f"the reply changes no file ({listed}); send the edits that make the change",),
+                            notes=plan.notes)  # fmt: skip
+    return AppliedReply(
+        written=tuple(w.path for w in plan.writes),
+        contents={w.path: w.content for w in plan.writes},
+        notes=plan.notes,
+    )

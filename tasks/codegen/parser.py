@@ -14,6 +14,13 @@ calc.py
 ```
 ````
 
+Real models write the same things in other ways too, and these are read as well: the path in the fence's
+info string (```python title="calc.py"`, ```python:calc.py`, ```calc.py`); a unified diff (a ```diff fence,
+or `--- a/` `+++ b/` headers, with or without a path line above), turned into SEARCH/REPLACE blocks carrying
+each hunk's line number as a hint (`udiff.py`). A whole-file block that the prose around it calls a quotation
+("for reference", "the current ...") is marked `quoted`; the apply step decides with the file in hand whether
+it changes anything.
+
 The parser never raises on any input: whatever it cannot read becomes a `ParseProblem` that is sent back to
 the model. It does not judge paths (that is `apply.py`'s job): a hostile path is parsed as written so that the
 safe-apply step can refuse it by name.
@@ -25,7 +32,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
+_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)(?P<rest>[^`]*)$")
+_INFO_PATH = re.compile(r"""\b(?:title|file|filename|path|name)\s*=\s*(?:"([^"]+)"|'([^']+)'|(\S+))""", re.IGNORECASE)
+_DIFF_LANGS = frozenset({"diff", "patch", "udiff"})
+# Prose that presents a block as a quotation of what is there, not as the new content.
+_QUOTE_WORDS = re.compile(
+    r"for (?:reference|context)|\b(?:currently|as it (?:is|stands) now|unchanged|existing|original)\b"
+    r"|\bcurrent (?:code|implementation|version|test|tests|function|file|content)\b|\blooks like\b",
+    re.IGNORECASE,
+)
 _SEARCH = re.compile(r"^[ \t]*<{5,9}[ \t]*SEARCH[ \t]*$")
 _DIVIDER = re.compile(r"^[ \t]*={5,9}[ \t]*$")
 _REPLACE = re.compile(r"^[ \t]*>{5,9}[ \t]*REPLACE[ \t]*$")
@@ -41,6 +56,7 @@ class SearchReplace:
 
     search: str
     replace: str
+    hint_line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,8 @@ class FileEdit:
         content: the new content for a `whole` edit.
         blocks: the SEARCH/REPLACE blocks of a `search_replace` edit, applied in order.
         line: the 1-based line of the reply where the path stands, for messages.
+        quoted: the reply's prose presents the block as a quotation ("for reference", "the current code").
+        from_diff: the blocks come from a unified diff's hunks (their `hint_line` is the hunk's line number).
     """
 
     path: str
@@ -60,6 +78,8 @@ class FileEdit:
     content: str = ""
     blocks: tuple[SearchReplace, ...] = ()
     line: int = 0
+    quoted: bool = False
+    from_diff: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,11 +183,114 @@ def _parse_search_replace(
     return tuple(blocks), problems
 
 
+def _info_path(opener: re.Match[str]) -> str | None:
+    """A path the fence's info string names: ```python title="a.py"`, ```python:a.py`, ```a.py`."""
+    named = _INFO_PATH.search(opener.group("rest") or "") or _INFO_PATH.search(opener.group("info"))
+    if named is not None:
+        return clean_path_line(next(group for group in named.groups() if group))
+    info = opener.group("info").rpartition(":")[2]
+    if info and ("." in info or "/" in info) and info.lower() not in _DIFF_LANGS:
+        return clean_path_line(info)
+    return None
+
+
+def _path_above(lines: list[str], index: int) -> tuple[str | None, int]:
+    """The path on the line just above the fence at `index` (one blank line between is tolerated)."""
+    for back in (index - 1, index - 2):
+        if back >= 0 and lines[back].strip():
+            return clean_path_line(lines[back]), back + 1
+    return None, index + 1
+
+
+def _is_quoted(lines: list[str], path_index: int) -> bool:
+    """Whether the prose just before a block (up to the previous fence or 3 lines) calls it a quotation."""
+    prose: list[str] = []
+    for back in range(path_index, max(path_index - 4, -1), -1):
+        line = lines[back]
+        if _FENCE.match(line):
+            break
+        prose.append(line)
+    return bool(_QUOTE_WORDS.search(" ".join(prose)))
+
+
+@dataclass
+class _Block:
+    """One fenced block as read: where it stands, its path, its body lines (with reply line numbers)."""
+
+    fence: str
+    fence_line: int
+    path: str | None
+    path_line: int
+    info: str
+    body: list[tuple[int, str]]
+    closed: bool
+    search_replace: bool
+
+
+def _read_block(lines: list[str], index: int, opener: re.Match[str]) -> tuple[_Block, int]:
+    """The block opened at `index`, and the index of the line after it."""
+    fence = opener.group("fence")
+    path, path_line = _path_above(lines, index)
+    if path is None:
+        info_path = _info_path(opener)
+        if info_path is not None:
+            path, path_line = info_path, index + 1
+    probe = index + 1
+    while probe < len(lines) and not lines[probe].strip():
+        probe += 1
+    is_search_replace = probe < len(lines) and bool(_SEARCH.match(lines[probe]))
+    body: list[tuple[int, str]] = []
+    cursor = index + 1
+    closed = False
+    in_block = False
+    while cursor < len(lines):
+        line = lines[cursor]
+        if is_search_replace:
+            # A fence inside SEARCH or REPLACE text is content, not the end of the block.
+            if _SEARCH.match(line):
+                in_block = True
+            elif _REPLACE.match(line):
+                in_block = False
+            elif not in_block and _closes(line, fence):
+                closed = True
+                break
+        elif _closes(line, fence):
+            closed = True
+            break
+        body.append((cursor + 1, line))
+        cursor += 1
+    info = opener.group("info").partition(":")[0].lower()
+    block = _Block(fence, index + 1, path, path_line, info, body, closed, is_search_replace)
+    return block, cursor + 1
+
+
+def _read_edits(block: _Block, lines: list[str]) -> tuple[list[FileEdit], list[ParseProblem]]:
+    """The edits of one closed block (none for a block of explanation)."""
+    from tasks.codegen.udiff import looks_like_diff, parse_diff
+
+    path, path_line = block.path, block.path_line
+    if not block.search_replace and (block.info in _DIFF_LANGS or looks_like_diff([line for _, line in block.body])):
+        return parse_diff(block.body, path, path_line)
+    if path is None:
+        if block.search_replace:
+            message = "SEARCH/REPLACE block without a file path on the line before the fence"
+            return [], [ParseProblem(block.fence_line, message)]
+        return [], []
+    if block.search_replace:
+        blocks, problems = _parse_search_replace(block.body, path, path_line)
+        edits = [FileEdit(path=path, kind="search_replace", blocks=blocks, line=path_line)]
+        return (edits if blocks and not problems else []), problems
+    content = _join([line for _, line in block.body])
+    quoted = _is_quoted(lines, path_line - 1)
+    return [FileEdit(path=path, kind="whole", content=content, line=path_line, quoted=quoted)], []
+
+
 def parse_reply(text: str) -> ParseResult:
     """Find every edit in a model's reply.
 
-    Fenced blocks with no path line before them are explanation and are skipped, unless they hold
-    SEARCH/REPLACE markers (then the missing path is a problem). Never raises.
+    Fenced blocks with no path (above the fence or in its info string) are explanation and are skipped, unless
+    they hold SEARCH/REPLACE markers (then the missing path is a problem) or a unified diff with its own
+    `---`/`+++` headers. Never raises.
 
     Args:
         text: the model's reply.
@@ -184,62 +307,13 @@ def parse_reply(text: str) -> ParseResult:
         if opener is None:
             index += 1
             continue
-        fence = opener.group("fence")
-        fence_line = index + 1
-        path: str | None = None
-        path_line = fence_line
-        # The path stands on the line just above the fence (one blank line between is tolerated).
-        for back in (index - 1, index - 2):
-            if back >= 0 and lines[back].strip():
-                path = clean_path_line(lines[back])
-                path_line = back + 1
-                break
-        if path is None:
-            # Some models put the path in the fence's info string instead: ```python:calc.py or ```calc.py.
-            info = opener.group("info").rpartition(":")[2]
-            if info and ("." in info or "/" in info):
-                path = clean_path_line(info)
-                path_line = fence_line
-        probe = index + 1
-        while probe < len(lines) and not lines[probe].strip():
-            probe += 1
-        is_search_replace = probe < len(lines) and bool(_SEARCH.match(lines[probe]))
-        body: list[tuple[int, str]] = []
-        cursor = index + 1
-        closed = False
-        in_block = False
-        while cursor < len(lines):
-            line = lines[cursor]
-            if is_search_replace:
-                # A fence inside SEARCH or REPLACE text is content, not the end of the block.
-                if _SEARCH.match(line):
-                    in_block = True
-                elif _REPLACE.match(line):
-                    in_block = False
-                elif not in_block and _closes(line, fence):
-                    closed = True
-                    break
-            elif _closes(line, fence):
-                closed = True
-                break
-            body.append((cursor + 1, line))
-            cursor += 1
-        index = cursor + 1
-        if not closed:
-            if path is not None or is_search_replace:
-                problems.append(ParseProblem(fence_line, f"the fenced block is not closed with {fence}", path))
+        block, index = _read_block(lines, index, opener)
+        if not block.closed:
+            if block.path is not None or block.search_replace:
+                message = f"the fenced block is not closed with {block.fence}"
+                problems.append(ParseProblem(block.fence_line, message, block.path))
             continue
-        if path is None:
-            if is_search_replace:
-                problems.append(
-                    ParseProblem(fence_line, "SEARCH/REPLACE block without a file path on the line before the fence")
-                )
-            continue
-        if is_search_replace:
-            blocks, block_problems = _parse_search_replace(body, path, path_line)
-            problems.extend(block_problems)
-            if blocks and not block_problems:
-                edits.append(FileEdit(path=path, kind="search_replace", blocks=blocks, line=path_line))
-        else:
-            edits.append(FileEdit(path=path, kind="whole", content=_join([line for _, line in body]), line=path_line))
+        found, block_problems = _read_edits(block, lines)
+        edits.extend(found)
+        problems.extend(block_problems)
     return ParseResult(edits=tuple(edits), problems=tuple(problems))
