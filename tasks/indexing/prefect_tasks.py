@@ -1,8 +1,10 @@
-"""The indexing step as a thin Prefect task over `index_repository` (the project's only `index-repository`).
+"""The indexing steps as thin Prefect tasks over `index_repository` (the project's only `index-repository`)
+and `localize` (`localize-request`).
 
 Declared with `tasks.step.step`: an index run is retried only for a retryable fault, in practice another run
 holding the repository's store past the wait (`LockTimeoutError`); bad input and broken stores are not
-retried. No caching: an index run's result depends on the working tree, not on its arguments.
+retried. No caching: an index run's result depends on the working tree, not on its arguments. The
+localization step gets no task retries (the provider stack retries, fails over and caches the LLM call).
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ import time
 from pathlib import Path
 from uuid import UUID
 
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from providers.manager import ProviderManager
 from tasks.indexing.index import index_repository
+from tasks.indexing.localize import Localization, localize
 from tasks.indexing.models import IndexStats
 from tasks.step import step
 
@@ -46,4 +52,20 @@ def index_repository_task(
     return index_repository(repo, full=full, store_dir=store_dir, progress=progress)
 
 
-__all__ = ["index_repository_task"]
+@step("localize-request")
+def localize_request_task(
+    repo: Path,
+    request: str,
+    *,
+    manager: ProviderManager,
+    model: str = "cheap",
+    max_files: int = 5,
+    store_dir: Path | None = None,
+) -> Localization:
+    """The files (and symbols) a cheap model names for the request, or the ranking's (see `localize`)."""
+    return run_coro_as_sync(
+        localize(repo, request, completer=manager, model=model, max_files=max_files, store_dir=store_dir)
+    )
+
+
+__all__ = ["index_repository_task", "localize_request_task"]

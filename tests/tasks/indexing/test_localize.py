@@ -111,3 +111,14 @@ def test_parsing_never_raises_on_odd_replies() -> None:
     for reply in ['{"files": "d.py"}', '{"files": [1, null, "d.py"]}', "[]", "b.py", '{"files": ["b.py"]}', "\0"]:
         found = parse_localization(reply, known_files=known, ranked=["d.py"])
         assert found.files  # an ambiguous `b.py` is dropped; the ranking fills in
+
+
+def test_the_localize_request_step_asks_through_the_flow_runs_provider_stack(repo: Path, scripted: Any) -> None:
+    from tasks.codegen.prefect_tasks import open_provider_manager
+    from tasks.indexing.prefect_tasks import localize_request_task
+
+    server, settings = scripted(lambda body: json.dumps({"files": ["app/service.py"]}))
+    with open_provider_manager(settings) as manager:
+        found = localize_request_task.fn(repo, "register an account", manager=manager, model=_MODEL)
+    assert (found.files, found.source) == (("app/service.py",), "model")
+    assert len(server.requests) == 1
