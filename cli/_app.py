@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, NoReturn
+from collections.abc import Mapping
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -23,7 +24,7 @@ app = typer.Typer(
 )
 
 
-def emit(payload: dict[str, Any], *, as_json: bool, human: str | None = None) -> None:
+def emit(payload: Mapping[str, object], *, as_json: bool, human: str | None = None) -> None:
     """Print a command's result: one JSON object with `--json`, else the human text (or indented JSON)."""
     if as_json or human is None:
         typer.echo(json.dumps(payload, indent=None if as_json else 2, default=str))
@@ -45,15 +46,6 @@ def load_settings() -> Settings:
         return load()
     except VibeError as exc:
         fail(exc)
-
-
-def tracked(settings: Settings) -> bool:
-    """Whether step commands run as tracked Prefect flows (a Prefect API is configured).
-
-    Without `PREFECT_API_URL` a step command calls the same task functions directly, so a quick action does
-    not pay the several seconds Prefect's ephemeral server takes to start.
-    """
-    return bool(settings.prefect_api_url)
 
 
 @app.command()

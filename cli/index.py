@@ -1,18 +1,19 @@
 """`vibe index`, `vibe search`, `vibe map`: the codebase index from the command line.
 
-`index` is a step command: a tracked `index_codebase` flow run when a Prefect API is configured, otherwise the
-same work called directly. `search` and `map` are quick commands that only read the index: they never import
-Prefect. `search` is hybrid (lexical candidates re-ranked with embeddings) when `VIBE_EMBEDDING_MODEL` is set.
+`index` is a step command: the `index_codebase` flow through `flows._dispatch.run_flow` (a tracked flow run when
+a Prefect API is configured, otherwise the same work called directly). `search` and `map` are quick commands
+that only read the index: they never import Prefect. `search` is hybrid (lexical candidates re-ranked with
+embeddings) when `VIBE_EMBEDDING_MODEL` is set.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli._app import app, emit, fail, load_settings, tracked
+from cli._app import app, emit, fail, load_settings
 from vibe.errors import VibeError
 
 if TYPE_CHECKING:
@@ -44,23 +45,13 @@ def index(
     """Index a repository's code for search and repo maps (incremental: only changed files are read)."""
     settings = load_settings()
     try:
-        if tracked(settings):
-            from flows.index_codebase import index_codebase
+        from flows._dispatch import run_flow
+        from flows.index_codebase import index_codebase
 
-            payload: dict[str, Any] = index_codebase(str(path), full=full)
-            human = (
-                f"indexed {payload['files']} files ({payload['changed']} changed): {payload['symbols']} symbols, "
-                f"{payload['chunks']} chunks, {payload['skipped']} skipped, in {payload['elapsed_s']:.2f}s"
-            )
-        else:
-            from tasks.indexing import index_repository
-
-            stats = index_repository(path, full=full)
-            payload = stats.as_dict()
-            human = _human_stats(stats)
+        stats = run_flow(index_codebase, settings=settings)(str(path), full=full)
     except VibeError as exc:
         fail(exc)
-    emit(payload, as_json=as_json, human=human)
+    emit(stats.as_dict(), as_json=as_json, human=_human_stats(stats))
 
 
 def _human_hits(hits: list[SearchHit]) -> str:

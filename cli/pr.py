@@ -8,11 +8,11 @@ and the files do not change, and running again with the same key updates the sam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cli._app import app, emit, fail, load_settings, tracked
+from cli._app import app, emit, fail, load_settings
 from vibe.errors import VibeError
 
 
@@ -32,40 +32,21 @@ def pr(
     """Commit the repository's uncommitted changes, push them, and open or update the pull request."""
     settings = load_settings()
     try:
-        if tracked(settings):
-            from flows.open_pull_request import open_pull_request
+        from flows._dispatch import run_flow
+        from flows.open_pull_request import open_pull_request
+        from tasks.pull_requests import describe
 
-            outcome: dict[str, Any] = open_pull_request(
-                str(repo), title, body=body, key=key, base=base, draft=draft, github_repo=github_repo
-            )
-            if outcome.get("nothing_to_commit"):
-                fail(f"nothing to commit: {repo} has no changes to publish")
-            payload = {k: outcome[k] for k in ("branch", "number", "url", "created")}
-            description = outcome.get("description_path")
-            human = _human(payload, bool(outcome.get("local")), description)
-        else:
-            from tasks.pull_requests import describe, publish_pull_request
-
-            result = publish_pull_request(
-                repo, title=title, body=body, key=key, base=base, draft=draft, github_repo=github_repo,
-                settings=settings,
-            )
-            if result.nothing_to_commit:
-                fail(f"nothing to commit: {repo} has no changes that {result.base} lacks")
-            payload = result.to_json_dict()
-            description = str(result.description_path) if result.description_path else None
-            human = describe(result)
+        result = run_flow(open_pull_request, settings=settings)(
+            str(repo), title, body=body, key=key, base=base, draft=draft, github_repo=github_repo
+        )
     except VibeError as exc:
         fail(exc)
-    if as_json and description is not None:
+    if result.nothing_to_commit:
+        fail(f"nothing to commit: {repo} has no changes that {result.base} lacks")
+    if as_json and result.description_path is not None:
         # stdout stays one JSON object; the local-mode notice goes to stderr.
-        typer.echo(f"local mode (no GITHUB_TOKEN): no pull request opened; description in {description}", err=True)
-    emit(payload, as_json=as_json, human=human)
-
-
-def _human(payload: dict[str, Any], local: bool, description_path: Any) -> str:
-    if local:
-        return (f"local mode (no GITHUB_TOKEN): pushed branch {payload['branch']}; "
-                f"PR description written to {description_path}")
-    verb = "opened" if payload["created"] else "updated"
-    return f"{verb} pull request #{payload['number']}: {payload['url']} (branch {payload['branch']})"
+        typer.echo(
+            f"local mode (no GITHUB_TOKEN): no pull request opened; description in {result.description_path}",
+            err=True,
+        )
+    emit(result.to_json_dict(), as_json=as_json, human=describe(result))

@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli._app import app, emit, fail, load_settings, tracked
+from cli._app import app, emit, fail, load_settings
 from vibe.errors import VibeError
-from vibe.settings import use_settings
 
 if TYPE_CHECKING:
+    from tasks.pipeline.outcome import RunSummary
     from vibe.settings import Settings
 
 # The model the bundled cassette was recorded with: the demo always asks for it, whatever VIBE_MODEL says.
 DEMO_MODEL = "anthropic:claude-haiku-4-5"
-_SUMMARY_KEYS = ("status", "attempts", "tests", "pr", "cost_usd", "run_id")
+# What `--json` prints of the run's summary.
+_SUMMARY_KEYS = {"status", "attempts", "tests", "pr", "cost_usd", "run_id"}
 
 
 def _show_progress() -> None:
@@ -62,62 +63,54 @@ def run(
     if not as_json:
         _show_progress()
     try:
+        from flows._dispatch import run_flow
         from flows.feature_pipeline import feature_pipeline
 
-        arguments: dict[str, Any] = {
-            "request": request,
-            "repo_path": str(repo),
-            "model": model,
-            "max_attempts": max_attempts,
-            "open_pr": not no_pr,
-            "github_repo": github_repo,
-            "key": key,
-            "test_command": test_command,
-            "fresh": fresh,
-        }
         # Without a Prefect API the same steps run as plain calls: no ephemeral server to start.
-        with use_settings(settings):
-            summary = feature_pipeline(**arguments) if tracked(settings) else feature_pipeline.fn(**arguments)
+        summary = run_flow(feature_pipeline, settings=settings)(
+            request=request, repo_path=str(repo), model=model, max_attempts=max_attempts, open_pr=not no_pr,
+            github_repo=github_repo, key=key, test_command=test_command, fresh=fresh,
+        )  # fmt: skip
     except VibeError as exc:
         fail(exc)
-    emit({k: summary.get(k) for k in _SUMMARY_KEYS}, as_json=as_json, human=_human(summary))
-    raise typer.Exit(0 if summary["status"] == "passed" else 1)
+    emit(summary.model_dump(mode="json", include=_SUMMARY_KEYS), as_json=as_json, human=_human(summary))
+    raise typer.Exit(0 if summary.status == "passed" else 1)
 
 
-def _human(summary: dict[str, Any]) -> str:
-    tests = summary["tests"]
+def _human(summary: RunSummary) -> str:
+    tests = summary.tests
     lines = [
-        f"{summary['status']} after {summary['attempts']} attempt(s): "
-        f"{tests['passed']} tests passed, {tests['failed']} failed; "
-        f"{summary.get('tokens', 0)} tokens, ${summary['cost_usd']:.4f}",
+        f"{summary.status} after {summary.attempts} attempt(s): "
+        f"{tests.passed} tests passed, {tests.failed} failed; "
+        f"{summary.tokens} tokens, ${summary.cost_usd:.4f}",
     ]
-    for step in summary.get("history", []):
-        if step["tested"]:
-            verdict = "tests pass" if not step["failed"] else "failures sent back to the model"
+    for step in summary.history:
+        if step.tested:
+            verdict = "tests pass" if not step.failed else "failures sent back to the model"
             lines.append(
-                f"  attempt {step['attempt']}: edited {', '.join(step['written']) or 'nothing'}; "
-                f"{step['passed']} passed, {step['failed']} failed -> {verdict}"
+                f"  attempt {step.attempt}: edited {', '.join(step.written) or 'nothing'}; "
+                f"{step.passed} passed, {step.failed} failed -> {verdict}"
             )
         else:
-            lines.append(f"  attempt {step['attempt']}: edits not applied ({'; '.join(step['problems'])[:200]})")
-    cached = sum(int(u.get("cached_calls", 0)) for u in (summary.get("usage") or {}).values())
+            lines.append(f"  attempt {step.attempt}: edits not applied ({'; '.join(step.problems)[:200]})")
+    cached = sum(usage.cached_calls for usage in summary.usage.values())
     if cached:
         lines.append(f"  ({cached} answer(s) came from the LLM cache: no tokens spent on them)")
-    if summary.get("stopped"):
-        lines.append(f"stopped: {summary['stopped']}")
-    if summary.get("resumed"):
-        lines.append(f"resumed run {summary.get('key')} (finished steps were not repeated)")
-    pr = summary.get("pr")
-    if pr and pr.get("url"):
-        lines.append(f"pull request: {pr['url']} (branch {pr['branch']})")
+    if summary.stopped:
+        lines.append(f"stopped: {summary.stopped}")
+    if summary.resumed:
+        lines.append(f"resumed run {summary.key} (finished steps were not repeated)")
+    pr = summary.pr
+    if pr and pr.url:
+        lines.append(f"pull request: {pr.url} (branch {pr.branch})")
     elif pr:
-        lines.append(f"local mode: branch {pr['branch']} pushed; PR description in {pr.get('description_path')}")
-    if summary.get("patch"):
-        lines.append(f"patch: {summary['patch']}")
-    if summary.get("summary_path"):
-        lines.append(f"run summary: {summary['summary_path']}")
-    if summary.get("run_id"):
-        lines.append(f"Prefect flow run: {summary['run_id']}")
+        lines.append(f"local mode: branch {pr.branch} pushed; PR description in {pr.description_path}")
+    if summary.patch:
+        lines.append(f"patch: {summary.patch}")
+    if summary.summary_path:
+        lines.append(f"run summary: {summary.summary_path}")
+    if summary.run_id:
+        lines.append(f"Prefect flow run: {summary.run_id}")
     return "\n".join(lines)
 
 
@@ -212,19 +205,21 @@ def demo(
         _show_progress()
     try:
         from cli.demo import REQUEST
+        from flows._dispatch import run_flow
         from flows.feature_pipeline import feature_pipeline
 
         repo, remote = prepare_demo(settings, where=where)
         if not as_json:
             typer.echo(f"demo repository: {repo} (origin: {remote})", err=True)
             typer.echo(f"request: {REQUEST}", err=True)
-        with _patient_ephemeral_prefect(), use_settings(settings):
-            summary = feature_pipeline(request=REQUEST, repo_path=str(repo))
+        # Always a tracked run (on Prefect's temporary server without an API): the demo shows it in the UI.
+        with _patient_ephemeral_prefect():
+            summary = run_flow(feature_pipeline, settings=settings, tracked=True)(request=REQUEST, repo_path=str(repo))
     except VibeError as exc:
         fail(exc)
-    payload = {**{k: summary.get(k) for k in _SUMMARY_KEYS}, "repo": str(repo), "remote": str(remote)}
+    payload = {**summary.model_dump(mode="json", include=_SUMMARY_KEYS), "repo": str(repo), "remote": str(remote)}
     emit(payload, as_json=as_json, human=_demo_human(summary, repo, remote))
-    raise typer.Exit(0 if summary["status"] == "passed" else 1)
+    raise typer.Exit(0 if summary.status == "passed" else 1)
 
 
 def _patient_ephemeral_prefect() -> AbstractContextManager[Any]:
@@ -247,23 +242,22 @@ def _prefect_command() -> str:
     return str(beside) if beside.is_file() else "prefect"
 
 
-def _demo_human(summary: dict[str, Any], repo: Path, remote: Path) -> str:
-    pr = summary.get("pr") or {}
-    branch = pr.get("branch", "?")
+def _demo_human(summary: RunSummary, repo: Path, remote: Path) -> str:
+    pr = summary.pr
     lines = [
         "",
         _human(summary),
         "",
         "Where to look:",
         f"  the sample repository:  {repo}  (its working tree is untouched)",
-        f"  the pushed branch:      git -C {remote} log --stat main..{branch}",
-        f"  the PR description:     {pr.get('description_path')}",
-        f"  the change as a patch:  {summary.get('patch')}",
-        f"  the run's summary:      {summary.get('summary_path')}",
+        f"  the pushed branch:      git -C {remote} log --stat main..{pr.branch if pr else '?'}",
+        f"  the PR description:     {pr.description_path if pr else None}",
+        f"  the change as a patch:  {summary.patch}",
+        f"  the run's summary:      {summary.summary_path}",
     ]
-    if summary.get("run_id"):
+    if summary.run_id:
         lines += [
-            f"  the Prefect flow run:   {summary['run_id']}",
+            f"  the Prefect flow run:   {summary.run_id}",
             f"      see it in the UI: run `{_prefect_command()} server start`, open http://127.0.0.1:4200/runs",
             "      and pick the feature_pipeline run (its progress, test table and summary are its artifacts)",
         ]

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cli._app import app, emit, fail, load_settings, tracked
+from cli._app import app, emit, fail, load_settings
 from vibe.errors import VibeError
 
 
@@ -40,24 +40,15 @@ def run_test_command(
         fail("--timeout must be a positive number of seconds")
     # The working tree as the user sees it (uncommitted changes included), unless they asked for a commit.
     include_uncommitted = ref is None
-    ref = ref or "HEAD"
     try:
-        if tracked(settings):
-            from flows.run_tests import run_tests
+        from flows._dispatch import run_flow
+        from flows.run_tests import run_tests
 
-            report = run_tests(
-                str(path), ref, command=command, timeout_s=timeout, setup=setup,
-                include_uncommitted=include_uncommitted,
-            )  # fmt: skip
-        else:
-            from tasks.testing import run_test_suite, runner_options
-            from tasks.workspace import open_workspace
-
-            with open_workspace(path, ref, include_uncommitted=include_uncommitted) as workspace:
-                # The user's own tree: it may run without bubblewrap (with a warning), unlike the model's code.
-                report = run_test_suite(
-                    workspace.path, command=command, setup=setup, trusted_code=True, **runner_options(settings, timeout)
-                )
+        # Without a patch the code is the user's own: it may run without bubblewrap (with a warning).
+        report = run_flow(run_tests, settings=settings)(
+            str(path), ref or "HEAD", command=command, timeout_s=timeout, setup=setup,
+            include_uncommitted=include_uncommitted,
+        )  # fmt: skip
     except VibeError as exc:
         fail(exc)
     # The last human line is the plain `N passed, N failed` form that CI log readers understand.

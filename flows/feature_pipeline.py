@@ -5,14 +5,14 @@ step is written to the run's journal under the request key before the next start
 with the same key replays finished steps (no repeated LLM call, no second pull request) and continues.
 
 Called from Python it is a plain function call (`feature_pipeline(request=..., repo_path=...)`) and runs as a
-Prefect flow; `feature_pipeline.fn(...)` runs the same steps as plain functions without starting Prefect.
+Prefect flow; `feature_pipeline.fn(...)` runs the same steps as plain functions without starting Prefect
+(`flows._dispatch.run_flow` picks one of the two, as `vibe run` does).
 Settings are never a parameter: they come from `vibe.settings.current_settings()` (see `use_settings`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 
@@ -20,6 +20,7 @@ from tasks.codegen.prefect_tasks import gather_context_task, open_provider_manag
 from tasks.indexing.prefect_tasks import index_repository_task
 from tasks.pipeline.attempt import run_attempts
 from tasks.pipeline.journal import RunJournal, request_key
+from tasks.pipeline.outcome import RunSummary
 from tasks.pipeline.preflight import preflight, resolve_repo
 from tasks.pipeline.progress import Progress
 from tasks.pipeline.publish import publish_changes, write_patch
@@ -42,7 +43,7 @@ def feature_pipeline(
     base: str | None = None,
     test_command: str | None = None,
     fresh: bool = False,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Turn a request into tested changes and a pull request.
 
     Args:
@@ -58,7 +59,8 @@ def feature_pipeline(
         fresh: forget what earlier runs under the same key finished and start over.
 
     Returns:
-        The `RunSummary` as JSON (`status`, `attempts`, `tests`, `pr`, `cost_usd`, `patch`, `resumed`, ...).
+        The run's summary (`status`, `attempts`, `tests`, `pr`, `cost_usd`, `patch`, `resumed`, ...);
+        `model_dump(mode="json")` is what `vibe run --json` reads.
 
     Raises:
         InputError: an unusable repository, or a refused edit (`UnsafeEditError`).
@@ -70,7 +72,7 @@ def feature_pipeline(
     collect_leftovers(repo)  # what runs that died (SIGKILL, OOM) left: scratch directories, registered worktrees
     with journal.exclusive(fresh=fresh):
         if (finished := replay_finished(journal)) is not None:
-            return finished.model_dump(mode="json")
+            return finished
         base_commit = journal.get("base")
         preflight(repo, settings, publish=open_pr and not journal.has("pr"))
         progress = Progress(journal.key, first_stage="indexing the repository")
@@ -90,4 +92,4 @@ def feature_pipeline(
             progress.advance(85, "publishing the pull request" if open_pr else "skipping the pull request (--no-pr)")
             if open_pr and run.outcome.changed_files:
                 run.outcome.pr = publish_changes(run, base=base, github_repo=github_repo)
-        return finish(run, persist=True).model_copy(update={"resumed": base_commit is not None}).model_dump(mode="json")
+        return finish(run, persist=True).model_copy(update={"resumed": base_commit is not None})

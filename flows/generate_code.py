@@ -8,11 +8,11 @@ nothing. The full loop with tests and a pull request is `feature_pipeline`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
+from pydantic import BaseModel, ConfigDict
 
 from tasks.codegen.apply import plan_edits, write_plan
 from tasks.codegen.budget import Budget
@@ -26,13 +26,49 @@ from vibe.errors import InputError
 from vibe.settings import current_settings
 
 
+class ProposedEdit(BaseModel):
+    """One edit of the reply: its file, its kind (`search_replace`, `whole`, ...) and its SEARCH/REPLACE blocks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    kind: str
+    blocks: int
+
+
+class CodeProposal(BaseModel):
+    """What `generate_code` returns (frozen; `model_dump(mode="json")` is its JSON).
+
+    Attributes:
+        edits: the reply's edits, in order.
+        problems: parse errors and SEARCH texts that match zero or several times (nothing is applied then).
+        applied: the files written (with `apply=True` and no problems).
+        reply: the model's reply.
+        model: the model that answered.
+        provider: its provider.
+        tokens: input plus output tokens.
+        cost_usd: what the call cost.
+    """
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    edits: list[ProposedEdit]
+    problems: list[str]
+    applied: list[str]
+    reply: str
+    model: str
+    provider: str
+    tokens: int
+    cost_usd: float
+
+
 @flow(name="generate_code", persist_result=False, validate_parameters=False)
 def generate_code(
     request: str,
     repo_path: str | Path,
     model: str | None = None,
     apply: bool = False,
-) -> dict[str, Any]:
+) -> CodeProposal:
     """Ask the model for edits that carry out `request` on the repository at `repo_path`.
 
     Args:
@@ -42,9 +78,8 @@ def generate_code(
         apply: write the edits into the repository's working tree when they are all valid.
 
     Returns:
-        `{"edits": [{"path", "kind", "blocks"}], "problems": [...], "applied": [...], "reply", "model",
-        "provider", "tokens", "cost_usd"}`; `problems` lists parse errors and SEARCH texts that match zero or
-        several times (nothing is applied then).
+        The edits, the problems found (nothing is applied when there are any), the files written, the reply,
+        and the call's model, tokens and cost.
 
     Raises:
         UnsafeEditError: the reply asked for an edit that is refused (nothing was written).
@@ -70,32 +105,32 @@ def generate_code(
     applied: list[str] = []
     if apply and not problems and plan.writes:
         applied = list(write_plan(repo, plan))
-    result: dict[str, Any] = {
-        "edits": [
-            {"path": e.path, "kind": e.kind, "blocks": len(e.blocks) if e.kind == "search_replace" else 0}
+    result = CodeProposal(
+        edits=[
+            ProposedEdit(path=e.path, kind=e.kind, blocks=len(e.blocks) if e.kind == "search_replace" else 0)
             for e in parsed.edits
         ],
-        "problems": problems,
-        "applied": applied,
-        "reply": generation.reply,
-        "model": generation.model,
-        "provider": generation.provider,
-        "tokens": generation.input_tokens + generation.output_tokens,
-        "cost_usd": generation.cost_usd,
-    }
+        problems=problems,
+        applied=applied,
+        reply=generation.reply,
+        model=generation.model,
+        provider=generation.provider,
+        tokens=generation.input_tokens + generation.output_tokens,
+        cost_usd=generation.cost_usd,
+    )
     if FlowRunContext.get() is not None:
         create_markdown_artifact(_markdown(request, result), description="generate_code: edits and problems")
     return result
 
 
-def _markdown(request: str, result: dict[str, Any]) -> str:
+def _markdown(request: str, result: CodeProposal) -> str:
     lines = [f"# generate_code\n\n**Request:** {request.strip()}\n", "| File | Kind | Blocks |", "| --- | --- | --- |"]
-    lines += [f"| `{e['path']}` | {e['kind']} | {e['blocks'] or '-'} |" for e in result["edits"]]
-    if result["problems"]:
+    lines += [f"| `{e.path}` | {e.kind} | {e.blocks or '-'} |" for e in result.edits]
+    if result.problems:
         lines += ["", "## Problems (sent back to the model in a pipeline run)", ""]
-        lines += [f"- {problem}" for problem in result["problems"]]
-    if result["applied"]:
-        lines += ["", "Written: " + ", ".join(f"`{path}`" for path in result["applied"])]
-    cost = result["cost_usd"]
-    lines += ["", f"Model `{result['model']}`: {result['tokens']} tokens" + (f", ${cost:.4f}" if cost else "")]
+        lines += [f"- {problem}" for problem in result.problems]
+    if result.applied:
+        lines += ["", "Written: " + ", ".join(f"`{path}`" for path in result.applied)]
+    cost = result.cost_usd
+    lines += ["", f"Model `{result.model}`: {result.tokens} tokens" + (f", ${cost:.4f}" if cost else "")]
     return "\n".join(lines) + "\n"

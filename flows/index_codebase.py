@@ -2,23 +2,26 @@
 
 Orchestration only: the work is `tasks.indexing.index_repository` (incremental by git blob ids; `full` rebuilds
 from nothing). While it runs, a progress artifact shows files analysed out of files to analyse; at the end a
-markdown artifact summarises what the run did. It runs from `vibe index` when a Prefect API is configured (the
-CLI calls `index_repository` directly otherwise), as a subflow of the scheduled `reindex_repositories`, and from
-its deployment. `feature_pipeline` and `generate_code` call the same `index_repository_task` as a step.
+markdown artifact summarises what the run did (both only inside a flow run: called through `.fn` it is the plain
+index run). It runs from `vibe index` (through `flows._dispatch.run_flow`: tracked when a Prefect API is
+configured, direct otherwise), as a subflow of the scheduled `reindex_repositories`, and from its deployment.
+`feature_pipeline` and `generate_code` call the same `index_repository_task` as a step.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+from prefect.context import FlowRunContext
 
 from tasks.indexing.models import IndexStats
 from tasks.indexing.prefect_tasks import index_repository_task
+from tasks.step import call_step
 
 # Problems listed in the summary; the rest are counted.
 _MAX_PROBLEMS = 20
@@ -52,7 +55,7 @@ def summary_markdown(repo_path: str, stats: IndexStats) -> str:
 
 
 @flow(name="index_codebase")
-def index_codebase(repo_path: str, full: bool = False) -> dict[str, Any]:
+def index_codebase(repo_path: str, full: bool = False) -> IndexStats:
     """Index the git repository at `repo_path` for search and repo maps.
 
     Args:
@@ -60,8 +63,11 @@ def index_codebase(repo_path: str, full: bool = False) -> dict[str, Any]:
         full: rebuild the index from nothing instead of updating what changed.
 
     Returns:
-        `{"files", "changed", "symbols", "chunks", "skipped", "elapsed_s"}` (as `vibe index --json` prints).
+        The run's figures; `as_dict()` is what `vibe index --json` prints (`files`, `changed`, `symbols`,
+        `chunks`, `skipped`, `elapsed_s`).
     """
+    if FlowRunContext.get() is None:  # called through `.fn`: the plain index run, no artifacts
+        return call_step(index_repository_task, Path(repo_path), full=full)
     # Called from a sync flow, Prefect's dispatching function returns the id itself, not a coroutine.
     progress_id = cast(
         UUID,
@@ -75,4 +81,4 @@ def index_codebase(repo_path: str, full: bool = False) -> dict[str, Any]:
         markdown=summary_markdown(repo_path, stats),
         description=f"{stats.files} files indexed, {stats.changed} changed",
     )
-    return stats.as_dict()
+    return stats

@@ -1,21 +1,23 @@
 """The `open_pull_request` flow: publish a repository's changes as the single pull request of a key.
 
 Orchestration only: settings are read here (a flow run is an entry point, locally or on a worker), the work
-is `tasks.pull_requests.publish_pull_request`, and the outcome is shown as a markdown artifact: the PR link,
-or, in local mode (no GITHUB_TOKEN), the PR description that was written to a file.
+is `tasks.pull_requests.publish_pull_request`, and inside a flow run the outcome is shown as a markdown artifact:
+the PR link, or, in local mode (no GITHUB_TOKEN), the PR description that was written to a file. Called through
+`.fn` (`vibe pr` without a Prefect API) it is the plain publish.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
 
 from tasks.pull_requests.prefect_tasks import publish_pull_request_task
 from tasks.pull_requests.publish import PullRequestResult, describe
+from tasks.step import call_step
 from vibe.settings import current_settings
 
 
@@ -45,7 +47,7 @@ def open_pull_request(
     base: str | None = None,
     draft: bool = False,
     github_repo: str | None = None,
-) -> dict[str, Any]:
+) -> PullRequestResult:
     """Commit the repository's uncommitted changes on the key's branch, push, and open or update its PR.
 
     Args:
@@ -58,20 +60,17 @@ def open_pull_request(
         github_repo: `owner/name` (default: from the `origin` URL).
 
     Returns:
-        `{"branch", "number", "url", "created"}` plus `local`, `description_path` and `nothing_to_commit`.
+        What was published (`branch`, `number`, `url`, `created`, `local`, `description_path`,
+        `nothing_to_commit`, ...); `to_json_dict()` is what `vibe pr --json` prints.
     """
     settings = current_settings()
-    result: PullRequestResult = publish_pull_request_task(
-        Path(repo_path), title=title, body=body, key=key, base=base, draft=draft, github_repo=github_repo,
-        settings=settings,
-    )
-    artifact_key = re.sub(r"[^a-z0-9-]+", "-", f"pull-request-{result.branch}".lower()).strip("-")
-    create_markdown_artifact(
-        key=artifact_key[:100], markdown=_artifact_markdown(result), description=describe(result)
-    )
-    return {
-        **result.to_json_dict(),
-        "local": result.local,
-        "description_path": str(result.description_path) if result.description_path else None,
-        "nothing_to_commit": result.nothing_to_commit,
-    }
+    result = call_step(
+        publish_pull_request_task, Path(repo_path), title=title, body=body, key=key, base=base, draft=draft,
+        github_repo=github_repo, settings=settings,
+    )  # fmt: skip
+    if FlowRunContext.get() is not None:
+        artifact_key = re.sub(r"[^a-z0-9-]+", "-", f"pull-request-{result.branch}".lower()).strip("-")
+        create_markdown_artifact(
+            key=artifact_key[:100], markdown=_artifact_markdown(result), description=describe(result)
+        )
+    return result

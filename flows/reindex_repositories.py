@@ -8,17 +8,39 @@ change needs no re-deploy), else `VIBE_REINDEX_REPOS` in the worker's environmen
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.variables import Variable
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.catalog import VAR_REINDEX_REPOS
 from flows.index_codebase import index_codebase
+from tasks.indexing.models import IndexStats
 from vibe.errors import InputError
 from vibe.settings import Settings, current_settings
+
+
+class ReindexReport(BaseModel):
+    """What a re-index run did, per repository (frozen; round-trips through JSON).
+
+    Attributes:
+        indexed: the figures of each repository that was indexed.
+        failed: why each other repository could not be indexed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    indexed: dict[str, IndexStats] = Field(default_factory=dict)
+    failed: dict[str, str] = Field(default_factory=dict)
+
+
+def _markdown(report: ReindexReport) -> str:
+    lines = ["| repository | files | changed | result |", "| --- | ---: | ---: | --- |"]
+    lines += [f"| `{repo}` | {stats.files} | {stats.changed} | indexed |" for repo, stats in report.indexed.items()]
+    lines += [f"| `{repo}` | - | - | {error} |" for repo, error in report.failed.items()]
+    return "\n".join(lines)
 
 
 def _configured(settings: Settings) -> list[str]:
@@ -35,7 +57,7 @@ def reindex_repositories(
         Field(description="Repository paths on the worker's machine; empty = the configured list."),
     ] = None,
     full: Annotated[bool, Field(description="Rebuild each index from nothing instead of updating it.")] = False,
-) -> dict[str, dict[str, Any]]:
+) -> ReindexReport:
     """Run `index_codebase` for each repository, one after the other; one failure does not stop the rest.
 
     Args:
@@ -43,7 +65,7 @@ def reindex_repositories(
         full: rebuild every index from nothing.
 
     Returns:
-        Per repository, the index figures (`files`, `changed`, ...) or `{"error": message}`.
+        The index figures of each repository (`indexed`); `failed` is empty (a failure raises, see below).
 
     Raises:
         InputError: at least one repository could not be indexed (the others were); the run ends Failed.
@@ -53,26 +75,19 @@ def reindex_repositories(
     logger = get_run_logger()
     if not targets:
         logger.info("no repositories configured (VIBE_REINDEX_REPOS / variable vibe_reindex_repos): nothing to do")
-        return {}
-    results: dict[str, dict[str, Any]] = {}
+        return ReindexReport()
+    indexed: dict[str, IndexStats] = {}
+    failed: dict[str, str] = {}
     for repo in targets:
         state = index_codebase(repo, full=full, return_state=True)
         if state.is_completed():
-            results[repo] = dict(state.result())
+            indexed[repo] = state.result()
         else:
-            results[repo] = {"error": state.message or state.name or "failed"}
-    lines = ["| repository | files | changed | result |", "| --- | ---: | ---: | --- |"]
-    for repo, outcome in results.items():
-        if "error" in outcome:
-            lines.append(f"| `{repo}` | - | - | {outcome['error']} |")
-        else:
-            lines.append(f"| `{repo}` | {outcome.get('files', '-')} | {outcome.get('changed', '-')} | indexed |")
-    failed = [repo for repo, outcome in results.items() if "error" in outcome]
-    create_markdown_artifact(
-        key="reindex-report",
-        markdown="\n".join(lines),
-        description=f"{len(results) - len(failed)} of {len(results)} repositories re-indexed",
-    )
+            failed[repo] = state.message or state.name or "failed"
+    report = ReindexReport(indexed=indexed, failed=failed)
+    total = len(indexed) + len(failed)
+    description = f"{len(indexed)} of {total} repositories re-indexed"
+    create_markdown_artifact(key="reindex-report", markdown=_markdown(report), description=description)
     if failed:
-        raise InputError(f"could not re-index {len(failed)} of {len(results)} repositories: {', '.join(failed)}")
-    return results
+        raise InputError(f"could not re-index {len(failed)} of {total} repositories: {', '.join(failed)}")
+    return report

@@ -1,4 +1,8 @@
-"""The `run_tests` flow: a repository's tests at a ref (plus a patch) in a sandboxed, disposable workspace."""
+"""The `run_tests` flow: a repository's tests at a ref (plus a patch) in a sandboxed, disposable workspace.
+
+Inside a flow run it reports progress and publishes the results as artifacts; called through `.fn` (`vibe test`
+without a Prefect API) it is the plain test run.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 
+from tasks.step import call_step
+from tasks.testing.prefect_tasks import run_tests_task
 from tasks.testing.report import TestReport
 from tasks.testing.runner import runner_options
-from tasks.testing.task import publish_test_artifacts, run_test_suite_task
 from tasks.workspace import open_workspace
 from vibe.settings import current_settings
 
@@ -42,20 +48,29 @@ def run_tests(
     """
     # A deployed flow run is an entry point of its own: it reads its settings here, once.
     settings = current_settings()
-    # Called from a synchronous flow, Prefect's sync/async helper returns the id itself.
-    progress = cast(
-        UUID, create_progress_artifact(progress=0.0, key="run-tests-progress", description="Preparing the workspace")
-    )
+    progress = _Progress() if FlowRunContext.get() is not None else None
     with open_workspace(Path(repo_path), ref, include_uncommitted=include_uncommitted) as workspace:
         if patch:
             workspace.apply_patch(patch)
-        update_progress_artifact(progress, 20.0, description="Running the tests")
+        if progress:
+            progress.advance(20.0, "Running the tests")
         # With a patch the code is the pipeline's (the model's): untrusted, bubblewrap required.
-        report = run_test_suite_task(
-            workspace.path, command=command, setup=setup, trusted_code=patch is None,
-            **runner_options(settings, timeout_s),
+        run = call_step(
+            run_tests_task, workspace.path, command=command, setup=setup, trusted_code=patch is None,
+            artifact_key="test-results" if progress else None, **runner_options(settings, timeout_s),
         )  # fmt: skip
-    update_progress_artifact(progress, 90.0, description="Publishing the results")
-    publish_test_artifacts(report)
-    update_progress_artifact(progress, 100.0, description=f"Done: {report.summary or report.counts_line()}")
-    return report
+    if progress:
+        progress.advance(100.0, f"Done: {run.report.summary or run.report.counts_line()}")
+    return run.report
+
+
+class _Progress:
+    """The run's progress artifact (inside a flow run only)."""
+
+    def __init__(self) -> None:
+        # Called from a synchronous flow, Prefect's sync/async helper returns the id itself.
+        created = create_progress_artifact(0.0, key="run-tests-progress", description="Preparing the workspace")
+        self._id = cast(UUID, created)
+
+    def advance(self, percent: float, description: str) -> None:
+        update_progress_artifact(self._id, percent, description=description)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.pipeline.outcome import RunSummary
 
 FENCE = "```"
 
@@ -81,7 +84,7 @@ def demo_responder(body: dict[str, Any]) -> str:
     return SECOND_REPLY if "the tests fail" in prompt_of(body) else FIRST_REPLY
 
 
-def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
+def record_demo_cassette(cassette: Path, *, work_dir: Path) -> RunSummary:
     """Run the demo's pipeline in record mode against the fake LLM server; returns the run's summary."""
     from pydantic import SecretStr
 
@@ -103,7 +106,7 @@ def record_demo_cassette(cassette: Path, *, work_dir: Path) -> dict[str, Any]:
         )
         repo, _ = prepare_demo(settings, where=work_dir / "demo")
         with use_settings(settings):
-            summary: dict[str, Any] = feature_pipeline.fn(request=REQUEST, repo_path=str(repo))
+            summary = feature_pipeline.fn(request=REQUEST, repo_path=str(repo))
     return summary
 
 
@@ -116,4 +119,4 @@ if __name__ == "__main__":
     CASSETTE.chmod(0o644)
     CASSETTE.with_name(f".{CASSETTE.name}.lock").unlink(missing_ok=True)
     print(result, file=sys.stderr)
-    sys.exit(0 if result["status"] == "passed" and result["attempts"] == 2 else 1)
+    sys.exit(0 if result.status == "passed" and result.attempts == 2 else 1)

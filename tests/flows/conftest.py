@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from cli.demo import REQUEST, SAMPLE_REPO
 from flows.feature_pipeline import feature_pipeline
+from tasks.pipeline.outcome import RunSummary
 from tests.fakes.github_server import FakeGitHub
 from tests.fakes.llm_server import FakeLLMServer
 from tests.tasks.pull_requests.conftest import FULL_NAME, TOKEN, git
@@ -69,12 +70,9 @@ def run(project: Path, github: FakeGitHub, vibe_home: Path) -> Iterator[Callable
         values.update(overrides)
         return server, Settings(**values)
 
-    def call(settings: Settings, **arguments: Any) -> dict[str, Any]:
+    def call(settings: Settings, **arguments: Any) -> RunSummary:
         with use_settings(settings):
-            result: dict[str, Any] = feature_pipeline.fn(
-                request=REQUEST, repo_path=str(project), github_repo=FULL_NAME, **arguments
-            )
-        return result
+            return feature_pipeline.fn(request=REQUEST, repo_path=str(project), github_repo=FULL_NAME, **arguments)
 
     start.call = call  # type: ignore[attr-defined]
     yield start

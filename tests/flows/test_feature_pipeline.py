@@ -32,34 +32,34 @@ CORRECT_REPLY = FIRST_REPLY.replace(BUGGY, FIXED)
 def test_success_at_once_opens_a_ready_pull_request(run: Any, github: FakeGitHub, project: Path) -> None:
     llm, settings = run(lambda body: CORRECT_REPLY)
     summary = run.call(settings)
-    assert summary["status"] == "passed"
-    assert summary["attempts"] == 1
-    assert summary["tests"] == {"passed": 6, "failed": 0}
+    assert summary.status == "passed"
+    assert summary.attempts == 1
+    assert summary.tests.model_dump() == {"passed": 6, "failed": 0}
     assert llm.calls() == 1
     (pr,) = github.pulls(FULL_NAME)
     assert pr["draft"] is False
-    assert summary["pr"]["number"] == pr["number"]
-    assert "median" in Path(summary["patch"]).read_text()
+    assert summary.pr.number == pr["number"]
+    assert "median" in Path(summary.patch).read_text()
     # The user's working tree is untouched: the change lives on the pushed branch.
     assert "median" not in (project / "textstats" / "stats.py").read_text()
     assert "def median" in git(project.parent / "remotes" / "acme" / "widgets.git", "show",
-                               f"{summary['pr']['branch']}:textstats/stats.py")
-    assert summary["usage"]["anthropic"]["calls"] == 1
-    assert summary["cost_usd"] > 0
+                               f"{summary.pr.branch}:textstats/stats.py")
+    assert summary.usage["anthropic"].calls == 1
+    assert summary.cost_usd > 0
 
 
 def test_failing_tests_go_back_to_the_model_and_the_repair_passes(run: Any, github: FakeGitHub) -> None:
     llm, settings = run(demo_responder)
     summary = run.call(settings)
-    assert summary["status"] == "passed"
-    assert summary["attempts"] == 2
-    assert [h["failed"] for h in summary["history"]] == [1, 0]
+    assert summary.status == "passed"
+    assert summary.attempts == 2
+    assert [h.failed for h in summary.history] == [1, 0]
     repair_prompt = llm.requests[1].prompt
     assert "test_median_of_even_count_is_the_mean_of_the_middle_two" in repair_prompt
     assert "assert 3 == 2.5" in repair_prompt
     assert "/tmp/" not in repair_prompt  # workspace paths never reach the model
     assert github.pulls(FULL_NAME)[0]["draft"] is False
-    summary_md = Path(summary["summary_path"]).read_text()
+    summary_md = Path(summary.summary_path).read_text()
     assert "| 1 |" in summary_md
     assert "| 2 |" in summary_md
     assert "| anthropic | 2 |" in summary_md
@@ -68,10 +68,10 @@ def test_failing_tests_go_back_to_the_model_and_the_repair_passes(run: Any, gith
 def test_still_failing_after_all_attempts_opens_a_draft(run: Any, github: FakeGitHub) -> None:
     llm, settings = run(lambda body: FIRST_REPLY)
     summary = run.call(settings, max_attempts=2)
-    assert summary["status"] == "failed"
-    assert summary["attempts"] == 2
+    assert summary.status == "failed"
+    assert summary.attempts == 2
     assert llm.calls() == 2
-    assert summary["tests"]["failed"] >= 1
+    assert summary.tests.failed >= 1
     (pr,) = github.pulls(FULL_NAME)
     assert pr["draft"] is True
     assert "still fail" in pr["body"]
@@ -88,20 +88,20 @@ def test_search_that_does_not_match_is_reported_back(run: Any) -> None:
 
     llm, settings = run(responder)
     summary = run.call(settings, open_pr=False)
-    assert summary["status"] == "passed"
-    assert summary["attempts"] == 2
+    assert summary.status == "passed"
+    assert summary.attempts == 2
     assert "does not match" in llm.requests[1].prompt
-    assert summary["history"][0]["tested"] is False
-    assert summary["pr"] is None
+    assert summary.history[0].tested is False
+    assert summary.pr is None
 
 
 def test_budget_stops_the_run_cleanly(run: Any, github: FakeGitHub) -> None:
     llm, settings = run(demo_responder, budget_tokens=1500)
     summary = run.call(settings)
-    assert summary["status"] == "budget_exceeded"
+    assert summary.status == "budget_exceeded"
     assert llm.calls() == 1
-    assert "token budget reached" in summary["stopped"]
-    assert summary["tokens"] <= 1500
+    assert "token budget reached" in summary.stopped
+    assert summary.tokens <= 1500
     # What was done is kept: the first attempt's change went out as a draft.
     assert github.pulls(FULL_NAME)[0]["draft"] is True
 
@@ -123,13 +123,13 @@ def test_resume_after_a_crash_repeats_no_llm_call_and_opens_one_pr(run: Any, git
     assert github.pulls(FULL_NAME) == []
 
     again = run.call(settings)
-    assert again["status"] == "passed"
-    assert again["resumed"] is True
+    assert again.status == "passed"
+    assert again.resumed is True
     assert llm.calls() == 2  # the finished generations came from the journal
     assert len(github.pulls(FULL_NAME)) == 1
 
     third = run.call(settings)  # a finished run is not repeated either
-    assert third["pr"]["number"] == again["pr"]["number"]
+    assert third.pr.number == again.pr.number
     assert llm.calls() == 2
     assert len(github.pulls(FULL_NAME)) == 1
 
@@ -143,13 +143,13 @@ def test_as_a_prefect_flow_it_reports_progress_and_a_summary_artifact(
     _, settings = run(demo_responder)
     with use_settings(settings):
         summary = feature_pipeline(request=REQUEST, repo_path=str(project), github_repo=FULL_NAME)
-    assert summary["status"] == "passed"
-    assert summary["run_id"]
+    assert summary.status == "passed"
+    assert summary.run_id
     deadline = time.monotonic() + 20
     while True:
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]]))
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[summary.run_id]))
             )
         kinds = {a.type for a in artifacts}
         if {"progress", "markdown", "table"} <= kinds or time.monotonic() > deadline:
@@ -163,7 +163,7 @@ def test_as_a_prefect_flow_it_reports_progress_and_a_summary_artifact(
     assert f"{github.root}/{FULL_NAME}/pull/1" in markdown
     assert TOKEN not in markdown
     with get_client(sync_client=True) as client:
-        stored = str(client.read_flow_run(summary["run_id"]).parameters)
+        stored = str(client.read_flow_run(summary.run_id).parameters)
     assert TOKEN not in stored  # the settings parameter is stored with its secrets masked
     assert "sk-ant-test-key" not in stored
 
@@ -249,4 +249,4 @@ def test_a_repository_without_a_remote_fails_before_any_llm_call(run: Any, proje
     with pytest.raises(InputError, match="no git remote"):
         run.call(settings)
     assert llm.calls() == 0
-    assert run.call(settings, open_pr=False)["status"] == "passed"
+    assert run.call(settings, open_pr=False).status == "passed"

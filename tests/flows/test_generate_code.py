@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from cli.demo import REQUEST, SAMPLE_REPO
-from flows.generate_code import generate_code
+from flows.generate_code import CodeProposal, generate_code
 from tasks.codegen.apply import UnsafeEditError
 from tests.demo_script import FENCE, FIRST_REPLY
 from tests.fakes.llm_server import FakeLLMServer, system_of
@@ -44,22 +44,21 @@ def settings_for(server: FakeLLMServer, home: Path, **overrides: Any) -> Setting
     return Settings(**values)
 
 
-def _direct(settings: Settings, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def _direct(settings: Settings, *args: Any, **kwargs: Any) -> CodeProposal:
     with use_settings(settings):
-        result: dict[str, Any] = generate_code.fn(*args, **kwargs)
-    return result
+        return generate_code.fn(*args, **kwargs)
 
 
 def test_reply_becomes_checked_edits_and_nothing_is_written(repo: Path, vibe_home: Path) -> None:
     with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
         result = _direct(settings_for(server, vibe_home), REQUEST, str(repo))
         body = server.requests[0].body or {}
-    assert [(e["path"], e["kind"]) for e in result["edits"]] == [
+    assert [(e.path, e.kind) for e in result.edits] == [
         ("textstats/stats.py", "search_replace"),
         ("tests/test_median.py", "whole"),
     ]
-    assert result["problems"] == []
-    assert result["applied"] == []
+    assert result.problems == []
+    assert result.applied == []
     assert not (repo / "tests" / "test_median.py").exists()
     # The prompt states the edit formats and carries the repository's code and map.
     assert "<<<<<<< SEARCH" in system_of(body)
@@ -67,13 +66,13 @@ def test_reply_becomes_checked_edits_and_nothing_is_written(repo: Path, vibe_hom
     text = user if isinstance(user, str) else "".join(part["text"] for part in user)
     assert "def word_counts(text: str)" in text
     assert "## Repository map" in text
-    assert result["cost_usd"] > 0
+    assert result.cost_usd > 0
 
 
 def test_apply_writes_valid_edits(repo: Path, vibe_home: Path) -> None:
     with FakeLLMServer(responder=lambda body: FIRST_REPLY) as server:
         result = _direct(settings_for(server, vibe_home), REQUEST, str(repo), apply=True)
-    assert result["applied"] == ["textstats/stats.py", "tests/test_median.py"]
+    assert result.applied == ["textstats/stats.py", "tests/test_median.py"]
     assert "def median" in (repo / "textstats" / "stats.py").read_text()
 
 
@@ -87,8 +86,8 @@ def test_search_that_matches_twice_is_a_problem_for_the_model(repo: Path, vibe_h
     before = (repo / "textstats" / "stats.py").read_text()
     with FakeLLMServer(responder=lambda body: ambiguous) as server:
         result = _direct(settings_for(server, vibe_home), REQUEST, str(repo), apply=True)
-    assert any("matches 2 times" in p for p in result["problems"])
-    assert result["applied"] == []
+    assert any("matches 2 times" in p for p in result.problems)
+    assert result.applied == []
     assert (repo / "textstats" / "stats.py").read_text() == before
 
 

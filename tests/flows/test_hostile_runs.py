@@ -220,12 +220,12 @@ def test_a_hostile_test_reaches_nothing_and_its_side_effects_are_not_published(
 
     prompts = [r.prompt for r in llm.requests]
     pr_bodies = [p["body"] for p in github.pulls(FULL_NAME)]
-    patch = Path(summary["patch"]).read_text()
-    _assert_nothing_escaped(host, [*prompts, caplog.text, json.dumps(summary, default=str), patch, *pr_bodies])
-    assert summary["status"] == "passed", summary
-    assert summary["attempts"] == 1  # the hostile test found nothing, so it passed
+    patch = Path(summary.patch).read_text()
+    _assert_nothing_escaped(host, [*prompts, caplog.text, summary.model_dump_json(), patch, *pr_bodies])
+    assert summary.status == "passed", summary
+    assert summary.attempts == 1  # the hostile test found nothing, so it passed
     # The branch holds exactly the model's validated edits, none of what its test wrote into the tree.
-    assert _branch_files(project, summary["pr"]["branch"]) == {
+    assert _branch_files(project, summary.pr.branch) == {
         "textstats/stats.py", "tests/test_median.py", "tests/test_zz_hostile.py",
     }
     patched = {line.split(" b/")[-1] for line in patch.splitlines() if line.startswith("diff --git ")}
@@ -271,7 +271,7 @@ def test_the_unsafe_opt_in_runs_without_bubblewrap_and_warns(
     _llm, settings = run(lambda body: CORRECT_REPLY, sandbox="unsafe")
     monkeypatch.setenv("PATH", _path_without_bwrap(tmp_path))
     summary = run.call(settings, open_pr=False)
-    assert summary["status"] == "passed"
+    assert summary.status == "passed"
     assert "VIBE_SANDBOX=unsafe" in caplog.text
     assert "UNSAFE" in caplog.text
 
@@ -309,11 +309,11 @@ def test_an_edit_the_file_system_would_refuse_goes_back_to_the_model_and_writes_
 
     llm, settings = run(responder)
     summary = run.call(settings, open_pr=False)
-    assert summary["status"] == "passed"
-    assert summary["attempts"] == 2
+    assert summary.status == "passed"
+    assert summary.attempts == 2
     assert "textstats/stats.py" in llm.requests[1].prompt
     assert "is a file" in llm.requests[1].prompt
-    patch = Path(summary["patch"]).read_text()
+    patch = Path(summary.patch).read_text()
     assert "changed by attempt 1" not in patch
     assert "extra.py" not in patch
 
@@ -333,7 +333,7 @@ def test_a_killed_runs_scratch_directories_are_removed_by_the_next_run(run: Any,
     assert leftover.parent == Path(tempfile.gettempdir()).resolve()
     _llm, settings = run(lambda body: CORRECT_REPLY)
     summary = run.call(settings, open_pr=False)
-    assert summary["status"] == "passed"
+    assert summary.status == "passed"
     assert not leftover.exists()
     # The run cleaned up after itself too: none of its own scratch directories is left.
     assert _own_scratch_dirs() == []

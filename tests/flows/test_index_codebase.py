@@ -38,7 +38,7 @@ def test_the_flow_indexes_and_reports_progress_and_a_summary(prefect_harness: No
     git(repo, "commit", "-q", "-m", "shop")
 
     state = index_codebase(str(repo), return_state=True)
-    result = state.result()
+    result = state.result().as_dict()
     assert result == result | {"files": 61, "changed": 62, "symbols": 60, "skipped": 1}
     assert list(result) == ["files", "changed", "symbols", "chunks", "skipped", "elapsed_s"]
 
@@ -54,8 +54,8 @@ def test_the_flow_indexes_and_reports_progress_and_a_summary(prefect_harness: No
     assert "broken.txt: invalid UTF-8" in summary
 
     again = index_codebase(str(repo))
-    assert again["changed"] == 0
-    assert again["files"] == 61
+    assert again.changed == 0
+    assert again.files == 61
 
 
 def test_the_flow_reports_a_non_git_directory_as_a_failed_run(prefect_harness: None, tmp_path: Path) -> None:

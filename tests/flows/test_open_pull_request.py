@@ -58,9 +58,9 @@ def test_flow_opens_the_pr_and_links_it_in_an_artifact(
                                   github_repo=FULL_NAME, return_state=True)
         assert state.is_completed()
         outcome = state.result()
-        assert outcome["number"] == 1
-        assert outcome["created"] is True
-        assert outcome["branch"] == "vibe/flow-change"
+        assert outcome.number == 1
+        assert outcome.created is True
+        assert outcome.branch == "vibe/flow-change"
         assert fake.pulls(FULL_NAME)[0]["title"] == "Flow change"
         markdown = _artifact_markdown(state.state_details.flow_run_id)
         assert f"{fake.root}/{FULL_NAME}/pull/1" in markdown
@@ -68,8 +68,8 @@ def test_flow_opens_the_pr_and_links_it_in_an_artifact(
 
         again = open_pull_request(str(repos.work), "Flow change", body="Made by a flow, again.", key="flow-change",
                                   github_repo=FULL_NAME)
-        assert again["number"] == 1
-        assert again["created"] is False
+        assert again.number == 1
+        assert again.created is False
         assert len(fake.pulls(FULL_NAME)) == 1
 
 
@@ -81,13 +81,13 @@ def test_flow_in_local_mode_shows_the_description(
     state = open_pull_request(str(repos.work), "Local flow", body="Described here.", key="local-flow",
                               return_state=True)
     outcome = state.result()
-    assert outcome["local"] is True
-    assert outcome["number"] is None
+    assert outcome.local is True
+    assert outcome.number is None
     assert git(repos.remote, "show", "vibe/local-flow:app.py") == "print('local flow')"
     markdown = _artifact_markdown(state.state_details.flow_run_id)
     assert "Local mode" in markdown
     assert "Described here." in markdown
-    assert outcome["description_path"] in markdown
+    assert str(outcome.description_path) in markdown
 
 
 def test_flow_fails_clearly_on_a_missing_base(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.reindex_repositories import reindex_repositories
+from flows.reindex_repositories import ReindexReport, reindex_repositories
 from vibe.errors import InputError
 
 
@@ -27,7 +27,7 @@ def _repo(path: Path) -> Path:
 def test_reindex_indexes_each_repository_and_names_the_ones_that_failed(tmp_path: Path) -> None:
     good = _repo(tmp_path / "good")
     results = reindex_repositories(repos=[str(good)])
-    assert results[str(good)]["files"] >= 1
+    assert results.indexed[str(good)].files >= 1
 
     missing = tmp_path / "missing"
     with pytest.raises(InputError, match="could not re-index 1 of 2 repositories") as info:
@@ -37,4 +37,4 @@ def test_reindex_indexes_each_repository_and_names_the_ones_that_failed(tmp_path
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_reindex_with_nothing_configured_does_nothing() -> None:
-    assert reindex_repositories(repos=[]) == {}
+    assert reindex_repositories(repos=[]) == ReindexReport()
