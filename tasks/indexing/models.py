@@ -36,7 +36,7 @@ class IndexStats:
     store: str = ""
     reused: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int | float]:
         """The figures the CLI prints with `--json`: exactly files, changed, symbols, chunks, skipped, elapsed_s."""
         return {
             "files": self.files,
@@ -70,7 +70,7 @@ class SearchHit:
     score: float
     text: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | int | float | None]:
         """The result as the CLI prints it with `--json` (without the text)."""
         return {
             "path": self.path,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -130,7 +130,7 @@ class PullRequestResult(BaseModel):
     pushed: bool = False
     nothing_to_commit: bool = False
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> dict[str, str | int | bool | None]:
         """`{"branch", "number", "url", "created"}`, as `vibe pr --json` prints it (the full record: `model_dump`)."""
         return {"branch": self.branch, "number": self.number, "url": self.url, "created": self.created}
 

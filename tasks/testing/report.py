@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = ["Outcome", "TestCaseResult", "TestReport", "TestRun", "normalise_output", "trim_message"]
 
@@ -60,7 +60,7 @@ class TestCaseResult(BaseModel):
     message: str = ""
     flaky: bool = False
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> dict[str, JsonValue]:
         """The CLI's JSON shape of one test."""
         duration = round(self.duration_s, 4)
         return {"id": self.id, "outcome": self.outcome, "duration_s": duration, "message": self.message}
@@ -121,7 +121,7 @@ class TestReport(BaseModel):
             return self.exit_code == 0 or self.flaky > 0
         return self.exit_code == 0 and self.runner == "custom"
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> dict[str, JsonValue]:
         """Exactly the CLI's JSON keys."""
         return {
             "passed": self.passed,
@@ -150,7 +150,7 @@ class TestReport(BaseModel):
         ]
         return ", ".join(parts) or "no tests"
 
-    def table_rows(self, max_rows: int = 500) -> list[dict[str, Any]]:
+    def table_rows(self, max_rows: int = 500) -> list[dict[str, str | float]]:
         """Rows for a Prefect table artifact: problems first, then the rest, at most `max_rows`."""
         order = {"failed": 0, "error": 1, "passed": 3, "skipped": 4}
         ranked = sorted(self.tests, key=lambda t: (0 if t.flaky else order[t.outcome], t.id))
