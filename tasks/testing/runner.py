@@ -1,31 +1,40 @@
 """Run a workspace's test suite in the sandbox and turn what happened into a `TestReport`.
 
-One call: a disposable copy of the workspace (without `.git`), optional setup (dependencies, cached by the hash
-of the dependency files for Python projects), the suite with JUnit XML written outside the copy, a re-run of
-each failing test on its own (flaky or not), and clean-up of the copy, every temporary file and process. Only
-the report comes back. Expected outcomes (failures, a timeout, nothing collected, a setup that fails) are
-reports; bad input (a missing directory, an unknown program) raises, and so does untrusted code on a machine
-without a working bubblewrap (`SandboxUnavailableError`, unless `VIBE_SANDBOX=unsafe`).
+One call: a disposable copy of the workspace (without `.git`), the environment (a Python project's own cached
+virtualenv of what it declares, or a setup step's, keyed by the dependency files; never vibe's), the suite
+with JUnit XML written outside the copy, a re-run of each failing test on its own (flaky or not), and clean-up
+of the copy, every temporary file and process. Only the report comes back. Expected outcomes (failures, a
+timeout, nothing collected, a setup that fails) are reports; bad input (a missing directory, an unknown
+program) raises, and so does untrusted code on a machine without a working bubblewrap
+(`SandboxUnavailableError`, unless `VIBE_SANDBOX=unsafe`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.util
 import logging
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
-from tasks.testing.detect import DEPENDENCY_FILES, TestPlan, detect_kind, plan_tests, resolve_program
+from tasks.testing.detect import TestPlan, detect_kind, plan_tests, resolve_program
+from tasks.testing.pyenv import (
+    DeclaredDependencies,
+    create_venv,
+    declared_dependencies,
+    describe_pip_failure,
+    environment_key,
+    link_pytest,
+    pip_install_argv,
+    project_environment_key,
+    pytest_distributions,
+)
 from tasks.testing.report import TestCaseResult, TestReport, trim_message
 from tasks.testing.sandbox import (
     Limits,
@@ -48,28 +57,10 @@ __all__ = ["RunnerOptions", "environment_key", "run_test_suite", "runner_options
 
 logger = logging.getLogger(__name__)
 
-_ENV_CACHE_VERSION = "v1"
 _READY = ".vibe-ready"
 _OUTPUT_CHARS = 20_000
 # Below this many seconds left of the budget a re-run is not worth starting.
 _MIN_RERUN_S = 2.0
-
-
-def environment_key(workspace: Path, setup: str, python: str) -> str:
-    """The cache key of a setup environment: setup command, interpreter and dependency files' content."""
-    digest = hashlib.sha256()
-    digest.update(f"{_ENV_CACHE_VERSION}\0{setup}\0{python}\0{sys.version}\0".encode())
-    for name in DEPENDENCY_FILES:
-        path = workspace / name
-        if path.is_file():
-            digest.update(f"{name}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    requirements_dir = workspace / "requirements"
-    if requirements_dir.is_dir():
-        for path in sorted(requirements_dir.glob("*.txt")):
-            digest.update(f"requirements/{path.name}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:32]
 
 
 def _setup_env(env: dict[str, str]) -> dict[str, str]:
@@ -87,60 +78,80 @@ def _interpreter_dirs() -> list[Path]:
     return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent]
 
 
-def _default_python() -> str:
-    # The interpreter running vibe has pytest in development and CI; a deployed worker may not.
-    if importlib.util.find_spec("pytest") is not None:
-        return sys.executable
-    return shutil.which("python3") or "python3"
+def _cached_venv(
+    env_cache_dir: Path, key: str, *, with_pip: bool, install: Callable[[Path], SandboxResult | None]
+) -> tuple[Path | None, SandboxResult | None]:
+    """The virtualenv `env_cache_dir/key`, built once by `install` (None when it succeeded). (venv, failed step)."""
+    venv = env_cache_dir / key
+    with file_lock(env_cache_dir / f"{key}.lock"):
+        if (venv / _READY).is_file():
+            logger.info("reusing the test environment %s", venv)
+            link_pytest(venv)
+            return venv, None
+        shutil.rmtree(venv, ignore_errors=True)
+        try:
+            create_venv(sys.executable, venv, with_pip=with_pip)
+        except InputError:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
+        # Before the install, so that a pytest the project asks for is installed over vibe's, not beside it.
+        link_pytest(venv)
+        failed = install(venv)
+        if failed is not None:
+            shutil.rmtree(venv, ignore_errors=True)
+            return None, failed
+        (venv / _READY).write_text(f"{key}\n")
+        return venv, None
 
 
-def _add_pytest_fallback(venv: Path) -> None:
-    # A setup that installs only the project's dependencies still gets a pytest: the runner's own, placed after
-    # the virtualenv's packages on sys.path so that anything the setup installs (pytest pins included) wins.
-    spec = importlib.util.find_spec("pytest")
-    if spec is None or spec.origin is None:
-        return
-    for site_packages in venv.glob("lib/python*/site-packages"):
-        (site_packages / "_vibe_pytest_fallback.pth").write_text(f"{Path(spec.origin).parent.parent}\n")
+def _install_step(
+    argv: list[str], *, workspace: Path, run_dir: Path, limits: Limits, use_bwrap: bool
+) -> Callable[[Path], SandboxResult | None]:
+    """A setup step run in the copy with the network, allowed to write only into the virtualenv it builds."""
+
+    def install(venv: Path) -> SandboxResult | None:
+        env = _setup_env(_venv_env(sandbox_env(run_dir), venv))
+        result = run_sandboxed(
+            argv, workspace=workspace, run_dir=run_dir, env=env, limits=limits, use_bwrap=use_bwrap, network=True,
+            writable=[venv], readonly=_interpreter_dirs(), output_name="setup.log",
+        )  # fmt: skip
+        return result if result.timed_out or result.exit_code != 0 else None
+
+    return install
 
 
 def _python_setup(
     *, workspace: Path, setup: str, env_cache_dir: Path, run_dir: Path, limits: Limits, use_bwrap: bool
 ) -> tuple[Path | None, SandboxResult | None]:
     """The cached virtualenv for this setup, built (with network) on first use. Returns (venv, failed setup)."""
-    base_python = sys.executable
-    key = environment_key(workspace, setup, base_python)
-    venv = env_cache_dir / key
-    with file_lock(env_cache_dir / f"{key}.lock"):
-        if (venv / _READY).is_file():
-            logger.info("reusing the setup environment %s", venv)
-            return venv, None
-        shutil.rmtree(venv, ignore_errors=True)
-        created = subprocess.run(
-            [base_python, "-m", "venv", str(venv)], capture_output=True, text=True, check=False, timeout=300
-        )
-        if created.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise InputError(f"could not create a virtualenv with {base_python}: {created.stderr.strip()}")
-        _add_pytest_fallback(venv)
-        env = _setup_env(_venv_env(sandbox_env(run_dir), venv))
-        result = run_sandboxed(
-            ["sh", "-c", setup],
-            workspace=workspace,
-            run_dir=run_dir,
-            env=env,
-            limits=limits,
-            use_bwrap=use_bwrap,
-            network=True,
-            writable=[venv],
-            readonly=_interpreter_dirs(),
-            output_name="setup.log",
-        )
-        if result.timed_out or result.exit_code != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            return None, result
-        (venv / _READY).write_text(setup + "\n")
-        return venv, None
+    key = environment_key(workspace, setup, sys.executable)
+    argv = ["sh", "-c", setup]
+    install = _install_step(argv, workspace=workspace, run_dir=run_dir, limits=limits, use_bwrap=use_bwrap)
+    return _cached_venv(env_cache_dir, key, with_pip=True, install=install)
+
+
+def _project_dependencies(workspace: Path) -> DeclaredDependencies:
+    dependencies = declared_dependencies(workspace)
+    if not pytest_distributions():
+        # vibe was installed without pytest (a deployed worker): the project's environment needs its own.
+        return dataclasses.replace(dependencies, requirements=(*dependencies.requirements, "pytest"))
+    return dependencies
+
+
+def _project_env(
+    workspace: Path, *, dependencies: DeclaredDependencies, env_cache_dir: Path, run_dir: Path, limits: Limits,
+    use_bwrap: bool,
+) -> tuple[Path | None, SandboxResult | None]:  # fmt: skip
+    """The project's own cached virtualenv: what it declares (pip, with network) and pytest, nothing of vibe's.
+
+    A project that declares nothing gets a virtualenv without pip and vibe's pytest: no download, no pip run.
+    """
+    key = project_environment_key(workspace, dependencies, sys.executable)
+    if not dependencies:
+        return _cached_venv(env_cache_dir, key, with_pip=False, install=lambda venv: None)
+    argv = pip_install_argv(env_cache_dir / key, dependencies)
+    install = _install_step(argv, workspace=workspace, run_dir=run_dir, limits=limits, use_bwrap=use_bwrap)
+    return _cached_venv(env_cache_dir, key, with_pip=True, install=install)
 
 
 def _uses_virtualenv(workspace: Path, command: str | Sequence[str] | None) -> bool:
@@ -345,11 +356,13 @@ def run_test_suite(
         timeout_s: wall-clock limit of the whole run (setup and re-runs have their own budget of the same size).
         memory_mb: address-space limit of each process.
         setup: a shell command installing what the tests need (`pip install -r requirements-dev.txt pytest`).
-            Python projects get a virtualenv (the setup's `pip install` goes there; the runner's pytest stays
-            available behind it) under `env_cache_dir/<hash of setup and dependency files>`, built once and
-            reused; without `env_cache_dir` it is private to the run. Other projects run the setup in the
-            copy before each run (`npm ci`). Setup keeps network access; the tests never have it (under
-            bubblewrap).
+            Python projects get a virtualenv (the setup's `pip install` goes there; vibe's pytest, and nothing
+            else of vibe's, stays available behind it) under `env_cache_dir/<hash of setup and dependency
+            files>`, built once and reused; without `env_cache_dir` it is private to the run. Other projects
+            run the setup in the copy before each run (`npm ci`). Without a setup, a Python project gets its own
+            cached virtualenv of what its files declare (`tasks.testing.pyenv`): pip with the network when it
+            declares something, no pip at all when it declares nothing. Setup keeps network access; the tests
+            never have it (under bubblewrap).
         rerun_failures: re-run each failing test on its own once; one that passes then counts as flaky.
         env_cache_dir: where cached setup environments live (the CLI passes `settings.home / "envs"`).
         max_processes: processes and threads the run may have at once.
@@ -400,16 +413,14 @@ def _run_on_copy(
 ) -> TestReport:  # fmt: skip
     """Setup, suite and re-runs in `workspace` (the run's copy)."""
     env = sandbox_env(run_dir)
-    venv: Path | None = None
-    if setup:
-        venv, failed = _run_setup(
-            workspace, setup=setup, command=command, run_dir=run_dir, env=env, limits=limits,
-            env_cache_dir=env_cache_dir, use_bwrap=use_bwrap,
-        )  # fmt: skip
-        if failed is not None:
-            return _setup_failed(setup, failed, started=started)
-        if venv is not None:
-            env = _venv_env(env, venv)
+    venv, failed = _environment(
+        workspace, setup=setup, command=command, run_dir=run_dir, limits=limits, env_cache_dir=env_cache_dir,
+        use_bwrap=use_bwrap, started=started,
+    )  # fmt: skip
+    if failed is not None:
+        return failed
+    if venv is not None:
+        env = _venv_env(env, venv)
     plan = _plan(workspace, command, env=env, venv=venv)
     readonly = (*_interpreter_dirs(), *([venv] if venv is not None else []))
     sandbox = _Sandbox(workspace, run_dir, env, limits, use_bwrap, readonly)
@@ -428,42 +439,75 @@ def _run_on_copy(
     return _suite_report(plan, tests, result, hung=hung, timeout_s=limits.timeout_s, started=started)
 
 
-def _run_setup(
-    workspace: Path, *, setup: str, command: str | Sequence[str] | None, run_dir: Path, env: dict[str, str],
-    limits: Limits, env_cache_dir: Path | None, use_bwrap: bool,
-) -> tuple[Path | None, SandboxResult | None]:  # fmt: skip
-    """Run the setup step: into a cached virtualenv for Python projects, else in the copy. (venv, failed setup)."""
-    if _uses_virtualenv(workspace, command):
-        # Without a cache directory the virtualenv is private to this run; never the runner's own one.
-        cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
-        return _python_setup(
-            workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits, use_bwrap=use_bwrap
-        )
+def _environment(
+    workspace: Path, *, setup: str | None, command: str | Sequence[str] | None, run_dir: Path, limits: Limits,
+    env_cache_dir: Path | None, use_bwrap: bool, started: float,
+) -> tuple[Path | None, TestReport | None]:  # fmt: skip
+    """The virtualenv a Python suite runs in (None for other kinds), or the report of a setup step that failed.
+
+    With `setup`: the setup's cached virtualenv (Python) or the setup run in the copy (other kinds). Without it,
+    a Python project gets its own cached environment of what it declares, never vibe's.
+    """
+    python_project = _uses_virtualenv(workspace, command)
+    # Without a cache directory the virtualenv is private to this run; never the runner's own one.
+    cache = Path(env_cache_dir).expanduser().resolve() if env_cache_dir is not None else run_dir / "envs"
+    failed: SandboxResult | None
+    if setup:
+        if python_project:
+            venv, failed = _python_setup(
+                workspace=workspace, setup=setup, env_cache_dir=cache, run_dir=run_dir, limits=limits,
+                use_bwrap=use_bwrap,
+            )  # fmt: skip
+        else:
+            venv, failed = None, _setup_in_copy(setup, workspace=workspace, run_dir=run_dir, limits=limits,
+                                                use_bwrap=use_bwrap)  # fmt: skip
+        if failed is None:
+            return venv, None
+        how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
+        return None, _setup_failed(["sh", "-c", setup], f"setup failed: `{setup}` {how}", failed, started=started)
+    if not python_project:
+        return None, None
+    dependencies = _project_dependencies(workspace)
+    venv, failed = _project_env(
+        workspace, dependencies=dependencies, env_cache_dir=cache, run_dir=run_dir, limits=limits, use_bwrap=use_bwrap
+    )
+    if failed is None:
+        return venv, None
+    why = "timed out" if failed.timed_out else describe_pip_failure(failed.output)
+    declared = ", ".join(dependencies.files) or "the project"
+    summary = f"setup failed: could not install the dependencies declared in {declared}: {why}"
+    return None, _setup_failed(["pip", "install", *dependencies.requirements], summary, failed, started=started)
+
+
+def _setup_in_copy(
+    setup: str, *, workspace: Path, run_dir: Path, limits: Limits, use_bwrap: bool
+) -> SandboxResult | None:
+    """A non-Python project's setup (`npm ci`), run in the copy before each run, with the network."""
     result = run_sandboxed(
-        ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=_setup_env(env), limits=limits,
-        use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
+        ["sh", "-c", setup], workspace=workspace, run_dir=run_dir, env=_setup_env(sandbox_env(run_dir)),
+        limits=limits, use_bwrap=use_bwrap, network=True, readonly=_interpreter_dirs(), output_name="setup.log",
     )  # fmt: skip
-    return None, result if result.timed_out or result.exit_code != 0 else None
+    return result if result.timed_out or result.exit_code != 0 else None
 
 
-def _setup_failed(setup: str, failed: SandboxResult, *, started: float) -> TestReport:
-    how = "timed out" if failed.timed_out else f"exited with {failed.exit_code}"
+def _setup_failed(command: list[str], summary: str, failed: SandboxResult, *, started: float) -> TestReport:
     return TestReport(
         errors=1,
         exit_code=failed.exit_code,
         timed_out=failed.timed_out,
         duration_s=time.monotonic() - started,
         isolation=failed.isolation,
-        command=["sh", "-c", setup],
+        command=command,
         runner="setup",
-        summary=f"setup failed: `{setup}` {how}",
+        summary=summary,
         output=failed.output[-_OUTPUT_CHARS:],
     )
 
 
 def _plan(workspace: Path, command: str | Sequence[str] | None, *, env: dict[str, str], venv: Path | None) -> TestPlan:
     """The suite's plan, with its program checked to exist (the virtualenv's interpreter for Python projects)."""
-    python = str(venv / "bin" / "python") if venv is not None else _default_python()
+    # Only Python suites use the interpreter, and they always have their virtualenv.
+    python = str(venv / "bin" / "python") if venv is not None else "python3"
     plan = plan_tests(workspace, command, python=python)
     if resolve_program(plan.command[0], workspace=workspace, path_env=env["PATH"]) is None:
         hint = "" if plan.explicit else f" (needed for this project's tests: found {plan.reason})"
