@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import textwrap
 from collections.abc import Callable
@@ -39,6 +40,24 @@ def make_repo(tmp_path: Path) -> MakeRepo:
         return repo
 
     return make
+
+
+def toolchain_problem(*commands: list[str]) -> str | None:
+    """Why these toolchain commands (`cargo --version`) cannot run here, or None when each exits 0.
+
+    A program on PATH is not enough: a rustup proxy without a default toolchain is on PATH and runs nothing.
+    """
+    for command in commands:
+        if shutil.which(command[0]) is None:
+            return f"{command[0]} is not installed"
+        try:
+            probe = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"`{' '.join(command)}` cannot run: {exc}"
+        if probe.returncode != 0:
+            why = (probe.stderr or probe.stdout).strip().splitlines()
+            return f"`{' '.join(command)}` exits with {probe.returncode}: {why[-1] if why else 'no output'}"
+    return None
 
 
 def processes_with(token: str) -> list[int]:

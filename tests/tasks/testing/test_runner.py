@@ -19,7 +19,7 @@ from tasks.testing import TestReport, bwrap_available, run_test_suite
 from tasks.testing.runner import environment_key
 from tasks.testing.sandbox import process_limit_available
 from tasks.workspace import open_workspace
-from tests.tasks.testing.conftest import MakeRepo, processes_with
+from tests.tasks.testing.conftest import MakeRepo, processes_with, toolchain_problem
 from vibe.errors import InputError
 
 needs_bwrap = pytest.mark.skipif(bwrap_available() is not None, reason=f"bubblewrap unusable: {bwrap_available()}")
@@ -287,24 +287,22 @@ def test_the_network_is_unreachable_under_bwrap(make_repo: MakeRepo, loopback_se
 
 
 @needs_bwrap
-def test_writing_outside_the_workspace_fails(make_repo: MakeRepo, tmp_path: Path) -> None:
+def test_writes_outside_the_workspace_never_reach_the_host(make_repo: MakeRepo, tmp_path: Path) -> None:
     probe_home = Path.home() / f".vibe-sandbox-probe-{uuid.uuid4().hex[:8]}"
     outside = tmp_path / "outside.txt"
     repo = make_repo(
         {
             "test_write.py": f"""
-                import errno
                 from pathlib import Path
 
 
                 def test_home_is_out_of_reach():
-                    # The real home is not in the sandbox; the sandbox's own root is read-only.
+                    # The real home is not in the sandbox, and the sandbox's own root is read-only. Which error
+                    # that gives depends on where HOME is (EROFS, ENOENT): the outcome checked is on the host.
                     try:
                         Path({str(probe_home)!r}).write_text("pwned")
-                    except OSError as exc:
-                        assert exc.errno in (errno.EROFS, errno.ENOENT)
-                    else:
-                        raise AssertionError("wrote outside the workspace")
+                    except OSError:
+                        pass
 
 
                 def test_other_directories_are_out_of_reach():
@@ -405,7 +403,10 @@ def test_a_failing_setup_is_reported_not_raised(make_repo: MakeRepo, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+@pytest.mark.skipif(
+    (cargo_problem := toolchain_problem(["cargo", "--version"], ["rustc", "--version"])) is not None,
+    reason=f"cargo cannot run here: {cargo_problem}",
+)
 def test_cargo_projects_report_each_test(make_repo: MakeRepo) -> None:
     repo = make_repo(
         {
@@ -478,7 +479,9 @@ def test_without_bubblewrap_the_run_says_which_isolation_it_had(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+@pytest.mark.skipif(
+    (go_problem := toolchain_problem(["go", "version"])) is not None, reason=f"go cannot run here: {go_problem}"
+)
 def test_go_modules_report_each_test_and_rerun_flaky_ones(make_repo: MakeRepo) -> None:
     repo = make_repo(
         {
