@@ -18,7 +18,11 @@ hit@1 >= 0.50.
 The mirrors are bare clones (the `fetch` tool puts them under /work/.mirror/<owner>+<name>/repo); `--mirrors`
 names another directory laid out the same way.
 
-Usage: `uv run python benchmarks/localize.py [--keep DIR] [--mirrors DIR] [--cases] [--split tuned|held_out]`
+`--toolz SDIST` also indexes a toolz sdist (`pip download --no-deps --no-binary :all: toolz`) and prints where
+the issue's two requests put `get_in` and `partition`/`partition_all` (rank of the first chunk defining them).
+
+Usage: `uv run python benchmarks/localize.py [--keep DIR] [--mirrors DIR] [--cases] [--split tuned|held_out]
+[--toolz SDIST]`
 """
 
 from __future__ import annotations
@@ -94,6 +98,33 @@ def vibe_files(tree: Path, query: str, k: int) -> list[str]:
     return list(dict.fromkeys(hit.path for hit in search_code(tree, query, k=k)))
 
 
+_TOOLZ = {
+    "get value from nested dictionary": ("get_in",),
+    "split a list into groups of n": ("partition", "partition_all"),
+}
+
+
+def _toolz(sdist: Path, workdir: Path) -> dict[str, Any]:
+    """Where the issue's toolz requests put the functions a user wants (1-based hit rank, None: not in 8)."""
+    tree = workdir / "toolz"
+    if not (tree / ".git").is_dir():
+        tree.mkdir(parents=True)
+        subprocess.run(["tar", "-xzf", str(sdist), "-C", str(tree), "--strip-components=1"], check=True)
+        _git("init", "-q", "-b", "main", cwd=tree)
+        _git("add", "-A", cwd=tree)
+        _git("commit", "-q", "--no-verify", "-m", "toolz", cwd=tree)
+    index_repository(tree, workers=1)
+    found: dict[str, Any] = {}
+    for query, wanted in _TOOLZ.items():
+        hits = search_code(tree, query, k=8)
+        found[query] = next(
+            ({"rank": i + 1, "symbol": hit.symbol, "path": hit.path} for i, hit in enumerate(hits)
+             if hit.symbol is not None and hit.symbol.rsplit(".", 1)[-1] in wanted),
+            None,
+        )
+    return found
+
+
 def _timed(fn: Callable[[], list[str]]) -> tuple[float, list[str]]:
     start = time.perf_counter()
     result = fn()
@@ -128,6 +159,7 @@ def main() -> None:
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="Where the bare mirrors are.")
     parser.add_argument("--cases", action="store_true", help="Also print every case's ranks.")
     parser.add_argument("--split", choices=("tuned", "held_out"), help="Only the cases of this split.")
+    parser.add_argument("--toolz", type=Path, help="A toolz sdist (.tar.gz) to try the issue's two requests on.")
     args = parser.parse_args()
     cases = json.loads(_CASES.read_text())["cases"]
     if args.split:
@@ -163,6 +195,8 @@ def main() -> None:
             "search_p95_ms": {"vibe": _ms(vibe_s, 0.95), "baseline": _ms(baseline_s, 0.95)},
             "index_s_total": round(index_s, 2),
         }
+        if args.toolz:
+            figures["toolz"] = _toolz(args.toolz, workdir)
         if args.cases:
             figures["per_case"] = results
         print(json.dumps(figures, indent=1))
