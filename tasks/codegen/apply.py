@@ -618,12 +618,14 @@ class AppliedReply:
         contents: path -> the complete new text of each written file: the pipeline's own record of the edits,
             from which the patch and the pull request are built.
         notes: what was read differently from how it was written (a mapped path, a quotation left alone).
+        created: the written files that did not exist before.
     """
 
     written: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     contents: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()
 
 
 def apply_reply(
@@ -667,4 +669,5 @@ def apply_reply(
         written=tuple(w.path for w in plan.writes),
         contents={w.path: w.content for w in plan.writes},
         notes=plan.notes,
+        created=tuple(w.path for w in plan.writes if w.created),
     )

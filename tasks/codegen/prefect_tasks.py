@@ -17,6 +17,7 @@ from providers.base import Message
 from providers.manager import Limiter, ProviderManager
 from tasks.codegen.apply import DEFAULT_MAX_FILE_BYTES, AppliedReply, apply_reply
 from tasks.codegen.generate import CodeContext, Generation, ask_model, gather_context
+from tasks.codegen.paths import PathRules
 from tasks.step import step
 from vibe.settings import Settings
 
@@ -45,13 +46,20 @@ def ask_model_task(
 
 
 @step("apply-edits")
-def apply_reply_task(root: Path, reply: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> AppliedReply:
+def apply_reply_task(
+    root: Path,
+    reply: str,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    *,
+    rules: PathRules | None = None,
+    allow_shrink: bool = False,
+) -> AppliedReply:
     """Parse a reply and apply its edits under `root`, all or nothing (see `tasks.codegen.apply.apply_reply`).
 
     Raises:
         UnsafeEditError: an edit is refused (nothing was written).
     """
-    return apply_reply(root, reply, max_file_bytes=max_file_bytes)
+    return apply_reply(root, reply, max_file_bytes=max_file_bytes, rules=rules, allow_shrink=allow_shrink)
 
 
 async def _build_manager(settings: Settings, limiter: Limiter | None) -> ProviderManager:

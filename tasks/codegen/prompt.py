@@ -181,12 +181,37 @@ def build_messages(
     return (Message(role="user", content=first), *middle, *tail)
 
 
-def describe_test_failures(digest: str, *, attempt: int, max_attempts: int) -> str:
-    """Feedback after an attempt whose edits applied but whose tests failed."""
+def describe_test_failures(digest: str, *, attempt: int, max_attempts: int, pre_existing: Sequence[str] = ()) -> str:
+    """Feedback after an attempt whose edits applied but whose tests failed.
+
+    Args:
+        digest: the failures.
+        attempt: this attempt's number.
+        max_attempts: how many there are.
+        pre_existing: failing tests that failed on the base commit too: named as such, not as the edits' fault.
+    """
+    before = ""
+    if pre_existing:
+        listed = ", ".join(pre_existing[:20]) + (" ..." if len(pre_existing) > 20 else "")
+        before = f"These failed before your change too (pre-existing, not caused by your edits): {listed}\n\n"
     return (
         f"Your edits were applied, but the tests fail (attempt {attempt} of {max_attempts}).\n\n"
-        f"{digest.strip()}\n\n"
+        f"{before}{digest.strip()}\n\n"
         "Send edits that make every test pass, against the current files shown below."
+    )
+
+
+def describe_lost_tests(removed: Sequence[str], skipped: Sequence[str], *, attempt: int, max_attempts: int) -> str:
+    """Feedback after an attempt whose suite passes only because tests that passed before no longer run."""
+    parts = []
+    if removed:
+        parts.append("removed or no longer collected: " + ", ".join(removed[:30]))
+    if skipped:
+        parts.append("now skipped: " + ", ".join(skipped[:30]))
+    return (
+        f"Your edits were applied and the suite passes (attempt {attempt} of {max_attempts}), but tests that "
+        f"passed before your change no longer run ({'; '.join(parts)}). The request does not ask to remove or "
+        "change tests: restore them, and change the code so that they pass."
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.codegen.budget import Budget
+from tasks.pipeline.evidence import TestEvidence
 from tasks.pull_requests.protocol import PullRequestResult
 from tasks.testing.report import TestReport
 
@@ -68,7 +69,13 @@ class PublishedPR(BaseModel):
 
 
 class AttemptRecord(BaseModel):
-    """One generate-apply-test round: the files written, or the problems sent back, and its test run."""
+    """One generate-apply-test round: the files written, or the problems sent back, and its test run.
+
+    Attributes:
+        created: the written files that did not exist before this attempt.
+        notes: what the apply step read differently from how it was written (a mapped path, a quotation).
+        evidence: the test run compared with the base commit's (None: no test run, or no baseline).
+    """
 
     model_config = _FROZEN
 
@@ -76,6 +83,9 @@ class AttemptRecord(BaseModel):
     written: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     tests: TestRun | None = None
+    created: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    evidence: TestEvidence | None = None
 
     @property
     def passed(self) -> int:
@@ -86,8 +96,14 @@ class AttemptRecord(BaseModel):
         return self.tests.report.failed + self.tests.report.errors if self.tests else 0
 
     @property
-    def ok(self) -> bool:
+    def suite_ok(self) -> bool:
+        """The suite itself passed (whatever the comparison with the base says)."""
         return bool(self.tests and self.tests.ok)
+
+    @property
+    def ok(self) -> bool:
+        """The suite passed and no test that passed on the base commit is broken or gone (unless asked for)."""
+        return self.suite_ok and (self.evidence is None or self.evidence.ok)
 
 
 class TestCounts(BaseModel):
@@ -121,6 +137,7 @@ class AttemptLine(BaseModel):
     tested: bool
     passed: int
     failed: int
+    notes: list[str] = []
 
 
 class RunSummary(BaseModel):
@@ -145,6 +162,7 @@ class RunSummary(BaseModel):
     history: list[AttemptLine]
     summary_path: str | None = None
     resumed: bool = False
+    evidence: TestEvidence | None = None
 
 
 @dataclass
@@ -186,9 +204,24 @@ class PipelineOutcome:
         return bool(last and last.ok)
 
     @property
+    def evidence(self) -> TestEvidence | None:
+        """The last test run compared with the base commit's."""
+        last = self.last_tested
+        return last.evidence if last else None
+
+    @property
+    def needs_review(self) -> bool:
+        """Tests that passed on the base commit are gone (removed, skipped, deselected): a person must look."""
+        evidence = self.evidence
+        return bool(evidence and evidence.lost)
+
+    @property
     def status(self) -> str:
         if self.tests_ok:
             return "passed"
+        last = self.attempts[-1] if self.attempts else None
+        if last is not None and last.suite_ok:
+            return "needs_review"  # the suite passes only because tests that passed before are gone
         if self.refused:
             return "refused"
         if self.stopped:
@@ -234,10 +267,12 @@ class PipelineOutcome:
                     tested=a.tests is not None,
                     passed=a.passed,
                     failed=a.failed,
+                    notes=list(a.notes),
                 )
                 for a in self.attempts
             ],
             summary_path=str(summary_path) if summary_path else None,
+            evidence=self.evidence,
         )
 
 
@@ -251,8 +286,15 @@ def pr_summary(outcome: PipelineOutcome) -> str:
     """A short description of the change for the pull request body."""
     files = "\n".join(f"- `{path}`" for path in outcome.changed_files) or "- (no files)"
     rounds = len(outcome.attempts)
-    verdict = "the tests pass" if outcome.tests_ok else "the tests still fail"
-    return f"Changed files:\n{files}\n\nAfter {rounds} attempt(s) of {outcome.max_attempts}, {verdict}."
+    if outcome.status == "needs_review":
+        verdict = "the tests pass, but tests that passed before the change are gone: this needs review"
+    else:
+        verdict = "the tests pass" if outcome.tests_ok else "the tests still fail"
+    text = f"Changed files:\n{files}\n\nAfter {rounds} attempt(s) of {outcome.max_attempts}, {verdict}."
+    evidence = outcome.evidence
+    if evidence is not None and evidence.baseline:
+        text += "\n\n" + evidence.markdown().rstrip()
+    return text
 
 
 def _cell(text: str) -> str:
@@ -297,6 +339,9 @@ def render_run_markdown(outcome: PipelineOutcome, budget: Budget) -> str:
             f"| {a.number} | {_cell(files)} | {a.passed if tested else '-'} | {a.failed if tested else '-'} "
             f"| {_cell(note[:300])} |"
         )
+    evidence = outcome.evidence
+    if evidence is not None and evidence.baseline:
+        lines += ["", evidence.markdown().strip()]
     lines += ["", "## Tests (last run)", "", outcome.last_tests_markdown().strip(), "", "## Pull request", ""]
     lines.append(_pr_line(outcome.pr))
     if outcome.patch_path:

@@ -56,7 +56,8 @@ def publish_changes(run: PipelineRun, *, base: str | None, github_repo: str | No
         github_repo=github_repo,
         changes=run.changes,
         settings=run.settings,
-        tests_passed=outcome.tests_ok,
+        # Tests that passed before and are gone make it a draft even when the request asked for it: review.
+        tests_passed=outcome.tests_ok and not outcome.needs_review,
     )
     pr = PublishedPR.of(result)
     run.journal.put("pr", pr)

@@ -12,6 +12,7 @@ from tasks.codegen.prompt import Exchange
 from tasks.pipeline.journal import RunJournal
 from tasks.pipeline.outcome import PipelineOutcome
 from tasks.pipeline.progress import Progress
+from tasks.testing.report import TestReport
 from tasks.workspace import ChangeSet
 from vibe.settings import Settings
 
@@ -38,6 +39,7 @@ class PipelineRun:
         changes: the record of the edits `apply` validated: the patch and the PR come from it alone.
         history: the earlier replies with the feedback each got.
         prompt_tokens: the prompt budget of `model`.
+        baseline: the tests on the base commit (None: not run yet, or no tests there).
     """
 
     request: str
@@ -55,6 +57,7 @@ class PipelineRun:
     changes: ChangeSet
     history: list[Exchange] = field(default_factory=list)
     prompt_tokens: int = 0
+    baseline: TestReport | None = None
 
     @classmethod
     def start(
