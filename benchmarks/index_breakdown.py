@@ -84,7 +84,8 @@ def main() -> None:
         transport_s, _ = _cpu(transport)
 
         def write() -> None:
-            with SQLiteStore(workdir / "index.sqlite", create=True) as store, store.write_lock():
+            store = SQLiteStore(workdir / "index.sqlite", repository="breakdown", create=True)
+            with store, store.write_lock():
                 for start in range(0, len(analyses), 256):
                     store.apply(analyses[start : start + 256], ())
 
