@@ -3,9 +3,12 @@
 Downloads a pure-Python sdist that ships its tests (default: more-itertools 10.8.0, as issue 11 asks),
 commits it into a scratch git repository, then runs its suite alternately
 
-- directly: `python -m pytest -p no:cacheprovider -q` in the checkout, and
+- directly: `python -m pytest -p no:cacheprovider -q` in the checkout, with the interpreter of a plain
+  virtualenv that holds only pytest (the same pytest the runner links into the project's environment:
+  `tasks.testing.pyenv.link_pytest`), so neither side sees vibe's packages or pytest plugins, and
 - through the runner: `run_test_suite` on a workspace (`open_workspace`): the disposable copy of the tree,
-  bubblewrap with its mount plan, limits, JUnit XML and clean-up,
+  the project's own cached environment (built once, before the timed runs), bubblewrap with its mount plan,
+  limits, JUnit XML and clean-up,
 
 and reports the median wall time of each and their ratio (target: <= 1.15; the copy is included, the
 worktree checkout is timed apart as `workspace_s`, what `open_workspace` took), the median ratio of adjacent
@@ -35,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.testing import run_test_suite
+from tasks.testing.pyenv import create_venv, link_pytest
 from tasks.workspace import open_workspace
 
 TARGET_RATIO = 1.15
@@ -88,11 +92,19 @@ def make_repo(sdist: Path, root: Path) -> Path:
     return repo
 
 
-def run_direct(repo: Path) -> dict[str, Any]:
+def plain_venv(root: Path) -> Path:
+    """A virtualenv with nothing but pytest (vibe's, linked the way the runner links it): the fair baseline."""
+    venv = root / "baseline-venv"
+    create_venv(sys.executable, venv, with_pip=False)
+    link_pytest(venv)
+    return venv / "bin" / "python"
+
+
+def run_direct(repo: Path, python: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     cpu0, t0 = _children_cpu(), time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q"],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -128,14 +140,16 @@ def _copy_time(tree: Path) -> float:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def run_sandboxed(repo: Path) -> dict[str, Any]:
+def run_sandboxed(repo: Path, env_cache: Path) -> dict[str, Any]:
     opened = time.perf_counter()
     with open_workspace(repo) as workspace:
         workspace_s = time.perf_counter() - opened
         own0, children0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
+        # `python` is the project environment's interpreter: the runner puts its bin first on PATH.
         report = run_test_suite(
-            workspace.path, command=[sys.executable, "-c", _CPU_PROBE, sys.executable, "-m", "pytest"], timeout_s=3600
-        )
+            workspace.path, command=["python", "-c", _CPU_PROBE, "python", "-m", "pytest"], timeout_s=3600,
+            env_cache_dir=env_cache,
+        )  # fmt: skip
         wall = time.perf_counter() - t0
         outside = time.process_time() - own0 + _children_cpu() - children0
         copy_s = _copy_time(workspace.path)
@@ -161,11 +175,15 @@ def main() -> None:
         repo = make_repo(sdist, root)
         files = sum(1 for p in repo.rglob("*") if ".git" not in p.relative_to(repo).parts)
         runs: list[dict[str, Any]] = []
-        # Warm the page cache and the interpreter's imports once so the first timed run is not penalised.
-        run_direct(repo)
+        baseline = plain_venv(root)
+        env_cache = root / "envs"
+        # Warm the page cache and the interpreter's imports once so the first timed run is not penalised; the
+        # sandboxed warm-up also builds the project's cached environment, as a user's first run would.
+        run_direct(repo, baseline)
+        run_sandboxed(repo, env_cache)
         for _ in range(args.repeat):
-            runs.append(run_direct(repo))
-            runs.append(run_sandboxed(repo))
+            runs.append(run_direct(repo, baseline))
+            runs.append(run_sandboxed(repo, env_cache))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -185,6 +203,7 @@ def main() -> None:
                 "benchmark": "test_overhead",
                 "project": sdist.name,
                 "repeat": args.repeat,
+                "direct_baseline": "a plain virtualenv with only pytest (the runner's linked closure)",
                 "direct_wall_s": round(direct_wall, 2),
                 "sandboxed_wall_s": round(sandboxed_wall, 2),
                 "ratio": round(ratio, 3),
