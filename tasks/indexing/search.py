@@ -152,7 +152,8 @@ def search_code(
     path = store_path(repository, store_dir)
     try:
         with open_store(repository, store_dir) as store:
-            files = rank_files(store, parsed, limit=max(k, _MIN_FILES))
+            # The embeddings may re-order more candidates than are returned; the lexical order needs `k` files.
+            files = rank_files(store, parsed, limit=max(k, _MIN_FILES) if embedder is not None else k)
             scored = _best_chunks(store, files, identifiers, wanted, k)
             if embedder is not None and scored:
                 try:
