@@ -32,6 +32,7 @@ _MAX_DEFINERS = 20
 _CHARS_PER_TOKEN = 4
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMPOUND = re.compile(r"_[A-Za-z0-9]|[a-z][A-Z]")
+_TYPE_VARIABLE = re.compile(r"\s*\w+\s*(:\s*[\w.\[\], ]+)?=\s*(typing\.)?(TypeVar|ParamSpec|TypeVarTuple)\(")
 
 
 def _ident_weight(name: str, mentioned: set[str]) -> float:
@@ -149,6 +150,32 @@ def _resolve_mentions(
     return files, names
 
 
+def map_worthy(defs: Sequence[DefRow]) -> list[DefRow]:
+    """The definitions a map should show: a stub's are left out when its module is indexed (they are one file,
+    and the module is what gets edited), type-variable declarations (`_T = TypeVar("_T")`) say nothing, and of
+    overloads (one name defined again in the same scope) the first stands for all."""
+    modules = {d.path for d in defs if d.path.endswith(".py")}
+    scopes: dict[str, list[DefRow]] = defaultdict(list)
+    for d in defs:
+        scopes[d.path].append(d)
+    kept: list[DefRow] = []
+    for path, file_defs in scopes.items():
+        if path.endswith(".pyi") and path[:-1] in modules:
+            continue
+        seen: set[tuple[str, int]] = set()
+        enclosing: list[DefRow] = []
+        for d in sorted(file_defs, key=lambda d: (d.line, -d.end_line)):
+            while enclosing and enclosing[-1].end_line < d.end_line:
+                enclosing.pop()
+            scope = (d.name, enclosing[-1].line if enclosing else 0)
+            enclosing.append(d)
+            if _TYPE_VARIABLE.match(d.signature) or scope in seen:
+                continue
+            seen.add(scope)
+            kept.append(d)
+    return kept
+
+
 def render_map(ranked: Sequence[tuple[float, DefRow]], max_tokens: int) -> str:
     """The best definitions as `path:` headers and numbered signature lines, within `max_tokens` (~4 chars each)."""
     budget = max_tokens * _CHARS_PER_TOKEN
@@ -227,4 +254,4 @@ def build_repo_map(
             refs = store.references()
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be read ({exc}): run `vibe index --full`") from exc
-    return render_map(rank_definitions(defs, refs, mentions), max_tokens)
+    return render_map(rank_definitions(map_worthy(defs), refs, mentions), max_tokens)

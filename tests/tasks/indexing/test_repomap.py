@@ -69,3 +69,28 @@ def test_an_index_without_definitions_gives_an_empty_map(make_repo: MakeRepo) ->
     repo = make_repo({"notes.txt": "just text\n"})
     index_repository(repo)
     assert build_repo_map(repo) == ""
+
+
+_STUB = '''from typing import TypeVar, overload
+_T = TypeVar("_T")
+
+class Box:
+    @overload
+    def get(self, key: int) -> int: ...
+    @overload
+    def get(self, key: str) -> str: ...
+    def put(self, value: _T) -> None: ...
+'''
+
+
+def test_a_stub_is_one_with_its_module_and_its_noise_is_left_out(make_repo: MakeRepo) -> None:
+    module = "class Box:\n    def get(self, key):\n        return key\n\n    def put(self, v):\n        self.v = 1\n"
+    repo = make_repo({"pkg/core.py": module, "pkg/core.pyi": _STUB, "stubs_only/api.pyi": _STUB})
+    index_repository(repo)
+    text = build_repo_map(repo, max_tokens=1024)
+    assert "pkg/core.pyi:" not in text
+    assert "pkg/core.py:" in text
+    stub_part = text.split("stubs_only/api.pyi:", 1)[1]
+    assert "TypeVar" not in stub_part
+    assert stub_part.count("def get") == 1
+    assert "def put" in stub_part
