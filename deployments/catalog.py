@@ -15,7 +15,8 @@ from tasks.llm_limits import llm_limit_name, prefect_llm_limiter
 
 __all__ = [
     "CRASH_AUTOMATION", "DEPLOYMENTS", "LLM_PROVIDERS", "QUEUES", "SECRET_BLOCKS", "VAR_REINDEX_CRON",
-    "VAR_REINDEX_REPOS", "Priority", "llm_limit_name", "prefect_llm_limiter", "queue_limit_name",
+    "VAR_REINDEX_REPOS", "Priority", "llm_limit_name", "prefect_llm_limiter", "queue_limit_burst",
+    "queue_limit_name",
 ]  # fmt: skip
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -52,6 +53,16 @@ CRASH_AUTOMATION: Final = "vibe: crash flow runs without heartbeats"
 
 #: Providers that get a cross-worker concurrency limit: those the provider table gives a `limit`.
 LLM_PROVIDERS: Final[tuple[str, ...]] = tuple(name for name, row in provider_table().items() if row.limit)
+
+
+def queue_limit_burst(rate_per_minute: int) -> int:
+    """How many starts a queue admits at once before its rate paces them: six seconds' worth, at least 2.
+
+    The queue limit is a token bucket (a global concurrency limit of this many slots, each freed after
+    60 / rate s), so 150 runs submitted at once at 100 per minute take (150 - 10) / 100 min = 84 s: the rate,
+    not the bucket, sets the pace. At least 2, so that a queue of a slow rate still starts two runs together.
+    """
+    return max(2, rate_per_minute // 10)
 
 
 def queue_limit_name(queue: str) -> str:

@@ -5,8 +5,8 @@ differences, so a second run reports no change and fails on nothing:
 
 - the process work pool (`settings.work_pool`), whose job template turns on flow-run heartbeats;
 - its queues `critical`, `high`, `medium`, `low` at priorities 1..4;
-- global concurrency limits: one rate limit per queue (`queue_rate_per_minute` slots that decay at
-  `rate / 60` per second) and one concurrency limit per LLM provider;
+- global concurrency limits: one rate limit per queue (`catalog.queue_limit_burst(rate)` slots that decay
+  at `rate / 60` per second) and one concurrency limit per LLM provider;
 - the concurrency limit of every deployment already on the pool (`deployment_concurrency`; `prefect.yaml`
   carries the same default, so run `vibe setup` again after a deploy when the setting differs);
 - the Prefect variables `prefect.yaml` and the flows read (re-index schedule and repositories);
@@ -138,7 +138,7 @@ def desired_limits(settings: Settings) -> dict[str, tuple[int, float | None]]:
     """Global concurrency limits by name: (limit, slot decay per second or None)."""
     rate = settings.queue_rate_per_minute
     limits: dict[str, tuple[int, float | None]] = {
-        catalog.queue_limit_name(queue): (rate, rate / 60.0) for queue in catalog.QUEUES
+        catalog.queue_limit_name(queue): (catalog.queue_limit_burst(rate), rate / 60.0) for queue in catalog.QUEUES
     }
     for provider in catalog.LLM_PROVIDERS:
         limits[catalog.llm_limit_name(provider)] = (settings.llm_concurrency_per_provider, None)

@@ -7,9 +7,10 @@ then imports the flow's entrypoint (which process, below). These steps make that
    (`flows/...py`) resolve on whichever machine runs the worker;
 2. `export_secrets` puts the Secret blocks that `prefect.yaml` references into the process environment,
    where the flow's `Settings()` reads them (an empty block leaves the worker's own variable alone);
-3. `admit_run` waits for a slot of the run's queue rate limit (100 starts per minute per queue by default),
-   so the limit holds however the run was created: `vibe submit`, `prefect deployment run`, the UI or a
-   schedule.
+3. `admit_run` takes a slot of the run's queue rate limit (100 starts per minute per queue by default), or
+   puts the run back (`AwaitingRateLimit`, a Scheduled state naming the limit) and ends the process, so the
+   limit holds however the run was created (`vibe submit`, `prefect deployment run`, the UI, a schedule)
+   and a waiting run holds neither a process nor a deployment slot.
 
 Step inputs are logged un-templated by Prefect; outputs never contain a secret value.
 
@@ -30,6 +31,10 @@ import os
 from pathlib import Path
 
 from deployments import catalog
+from vibe.errors import ConfigError
+
+#: The state name of a run put back to wait for its queue's rate limit.
+AWAITING_RATE_LIMIT = "AwaitingRateLimit"
 
 
 def project_root() -> Path:
@@ -61,35 +66,55 @@ def export_secrets(env: dict[str, str]) -> dict[str, list[str]]:
     return {"exported": sorted(exported)}
 
 
-def admit_run(timeout_s: float | None = None) -> dict[str, str]:
-    """Block until this flow run's queue has a start slot under its rate limit.
+def admit_run() -> dict[str, str]:
+    """Take a start slot of this flow run's queue rate limit, or put the run back until one is free.
 
-    Args:
-        timeout_s: give up (the run fails) after this many seconds; None waits as long as it takes.
+    Never waits in the process: when the queue's limit is spent, the run goes back to Scheduled (state
+    name `AwaitingRateLimit`, scheduled when the server says a slot will be free, with a message naming the
+    limit), which frees its deployment concurrency slot (the server releases it on Pending -> Scheduled),
+    and this process exits at once (`Abort`: exit code 0, so no worker reports it Crashed). A worker picks
+    the run up again when it is due.
 
     Returns:
         `{"queue": name, "limit": limit name}`; empty when the process is not a deployment's flow run or
         its queue is not one of `critical`, `high`, `medium`, `low`.
 
     Raises:
-        prefect.concurrency.ConcurrencySlotAcquisitionError: the queue's limit does not exist (`vibe setup`
-            creates it); strict, because a missing limit would otherwise limit nothing, silently.
+        prefect.exceptions.Abort: the run was put back to wait for the limit (the engine exits 0).
+        ConfigError: the queue's limit does not exist (`vibe setup` creates it); strict, because a missing
+            limit would otherwise limit nothing, silently.
     """
+    import datetime
+
+    import httpx
     from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import rate_limit
+    from prefect.exceptions import Abort
+    from prefect.logging.loggers import flow_run_logger
     from prefect.runtime import flow_run
+    from prefect.states import Scheduled
 
     run_id = flow_run.id
     if not run_id:
         return {}
     with get_client(sync_client=True) as client:
-        queue = client.read_flow_run(run_id).work_queue_name
-    if queue not in catalog.QUEUES:
-        # A queue outside the four (the pool's `default`, a queue made by hand) has no rate limit.
-        return {}
-    name = catalog.queue_limit_name(queue)
-    # The run waits here in Pending, holding its deployment slot. Deployment limits bound the waiters (5 per
-    # deployment by default), so at 100 starts per minute a wait lasts seconds, far inside the 300 s lease
-    # Prefect grants a Pending run's deployment slot.
-    rate_limit(name, occupy=1, timeout_seconds=timeout_s, strict=True)
+        run = client.read_flow_run(run_id)
+        queue = run.work_queue_name
+        if queue not in catalog.QUEUES:
+            # A queue outside the four (the pool's `default`, a queue made by hand) has no rate limit.
+            return {}
+        name = catalog.queue_limit_name(queue)
+        try:
+            response = client.increment_concurrency_slots(names=[name], slots=1, mode="rate_limit")
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423:  # 423 Locked: no slot now
+                raise
+            wait_s = max(0.5, float(exc.response.headers.get("Retry-After", "1")))
+            message = f"Waiting for the queue rate limit {name!r}: next start slot in about {wait_s:.1f} s"
+            when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=wait_s)
+            client.set_flow_run_state(run_id, Scheduled(scheduled_time=when, name=AWAITING_RATE_LIMIT,
+                                                        message=message))  # fmt: skip
+            flow_run_logger(run).info("%s; back to the queue, holding no slot and no process.", message)
+            raise Abort(message) from None
+        if name not in {limit.get("name") for limit in response.json()}:
+            raise ConfigError(f"the queue rate limit {name!r} does not exist on this server: run `vibe setup`")
     return {"queue": queue, "limit": name}

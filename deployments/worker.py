@@ -103,6 +103,7 @@ Printer = Callable[[str], None]
 # the run's process without an intent, and the run ends Crashed instead of Running).
 HAND_BACK_TIMEOUT_S = 60.0
 _POLL_S = 0.2
+PREFORK_PREFETCH_S = 1.0
 
 
 class _Outcome(StrEnum):
@@ -490,6 +491,9 @@ async def aserve_worker(
             # `vibe setup` owns the pool and its job template (heartbeats on): never create a bare one.
             create_pool_if_not_found=False,
             zygote=zygote,
+            # Claim runs at most this far ahead of their start time: a forked run starts in well under a second,
+            # and a run claimed early only meets its queue's rate limit early (and goes back to wait).
+            prefetch_seconds=PREFORK_PREFETCH_S if zygote is not None else None,
         )
         return await worker.serve(shutdown, grace_s=options.grace_s, printer=printer)
     finally:

@@ -1,0 +1,155 @@
+"""The queue rate limit against a real server and a real prefork `vibe worker`: it holds at its configured
+rate, and a run it holds back says so (state `AwaitingRateLimit`, a message naming the limit) while holding no
+deployment slot and no process.
+
+The rate is 6 starts per minute (a burst of 2), so 8 runs submitted at once show the limit in about a minute;
+the assertions count starts against what the rate allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments import catalog
+from deployments.localstack import LocalPrefect, stop_process_group
+from deployments.steps import AWAITING_RATE_LIMIT
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = 6  # starts per minute on the queue
+BURST = catalog.queue_limit_burst(RATE)
+RUNS = 8
+LIMIT = catalog.queue_limit_name("medium")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
+    home = tmp_path_factory.mktemp("rate")
+    # INFO, as a user runs it: the tests set WARNING for themselves, and the "waiting" log line is INFO.
+    env = {
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "VIBE_QUEUE_RATE_PER_MINUTE": str(RATE),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    with LocalPrefect(home, env=env) as prefect:
+        client_env = prefect.client_env()
+        out = subprocess.run(
+            [sys.executable, "-m", "cli", "setup", "--json"], cwd=ROOT, env=client_env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+        config["deployments"] = [
+            {
+                "name": "crash-probe",
+                "entrypoint": "tests/deployments/crash_probe.py:crash_probe",
+                "tags": ["vibe"],
+                "concurrency_limit": RUNS,
+                "schedules": [],
+                "work_pool": {"name": "vibe", "work_queue_name": "medium"},
+            }
+        ]
+        deploy_file = home / "prefect.yaml"
+        deploy_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        out = subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(deploy_file)],
+            cwd=ROOT, env=client_env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        with temporary_settings({PREFECT_API_URL: prefect.api_url}):
+            yield prefect
+
+
+async def _submit(count: int, parameters: dict[str, Any]) -> list[uuid.UUID]:
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name("crash_probe/crash-probe")
+        return [
+            (await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)).id
+            for _ in range(count)
+        ]
+
+
+async def _snapshot(run_ids: list[uuid.UUID]) -> tuple[list[FlowRun], int]:
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)))
+        deployment = await client.read_deployment_by_name("crash_probe/crash-probe")
+        assert deployment.global_concurrency_limit is not None
+        return runs, deployment.global_concurrency_limit.active_slots
+
+
+async def _log_text(run_ids: list[uuid.UUID]) -> str:
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
+        return "\n".join(log.message for log in logs)
+
+
+def test_the_queue_rate_limit_holds_and_a_held_back_run_holds_no_slot(api: LocalPrefect, redis_url: str) -> None:
+    prefix = f"vibe-test:{uuid.uuid4().hex[:12]}"
+    worker = api.start_vibe_worker("vibe", name="rate", cwd=ROOT)
+    try:
+        run_ids = asyncio.run(_submit(RUNS, {"redis_url": redis_url, "prefix": prefix}))
+        waiting_seen: list[FlowRun] = []
+        # (deployment slots held, runs Pending or Running, runs waiting for the rate limit)
+        slots_while_waiting: list[tuple[int, int, int]] = []
+        deadline = time.monotonic() + 300
+        while True:
+            runs, slots = asyncio.run(_snapshot(run_ids))
+            states = [r.state for r in runs if r.state is not None]
+            if len(states) == RUNS and all(s.is_final() for s in states):
+                break
+            assert time.monotonic() < deadline, [s.name for s in states]
+            waiting = [r for r in runs if r.state is not None and r.state.name == AWAITING_RATE_LIMIT]
+            if waiting:
+                waiting_seen.extend(waiting)
+                active = sum(1 for s in states if s.type in {StateType.PENDING, StateType.RUNNING})
+                slots_while_waiting.append((slots, active, len(waiting)))
+            time.sleep(0.5)
+
+        assert all(r.state is not None and r.state.is_completed() for r in runs)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            starts = sorted(json.loads(item)["t"] for item in client.lrange(f"{prefix}:procs", 0, -1))
+            client.delete(f"{prefix}:procs")
+        finally:
+            client.close()
+        assert len(starts) == RUNS
+
+        # The rate holds: over any stretch, no more starts than the burst plus what the rate refills (+1 for
+        # the slot freed while the count is taken).
+        for i, first in enumerate(starts):
+            for j in range(i, len(starts)):
+                allowed = BURST + (starts[j] - first) * RATE / 60 + 1
+                assert j - i + 1 <= allowed, f"{j - i + 1} starts in {starts[j] - first:.1f} s at {RATE}/min"
+        # And it is what set the pace: the runs beyond the burst waited for the rate to refill.
+        assert starts[-1] - starts[0] >= 0.8 * (RUNS - BURST - 1) * 60 / RATE
+
+        # Held-back runs said so and held no deployment slot while they waited.
+        assert waiting_seen, "no run was ever seen waiting for the rate limit"
+        assert all(r.state is not None and LIMIT in (r.state.message or "") for r in waiting_seen)
+        # The two reads of a sample are not one transaction: one run may change state between them (+1).
+        assert max(waiting for _, _, waiting in slots_while_waiting) >= 2
+        assert all(held <= active + 1 for held, active, _ in slots_while_waiting), slots_while_waiting
+        # The run's log says so too (logs reach the server in batches: allow a few seconds).
+        deadline = time.monotonic() + 15
+        while LIMIT not in (text := asyncio.run(_log_text(run_ids))) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert LIMIT in text, text[-3000:]
+        assert worker.poll() is None
+    finally:
+        stop_process_group(worker, grace_s=15)
