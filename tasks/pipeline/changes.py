@@ -7,7 +7,8 @@ apply wrote nothing (apply is all or nothing), and a whole-file block that was n
 the tree (`tasks/codegen/wholefile.py`), so no attempt leaves a damaged file behind.
 
 One thing can still be left over: a file an earlier attempt created that the final attempt did not write
-(a stray copy under a wrong path, a helper the fix no longer uses). `drop_stale_files` removes such files when
+(a stray copy under a wrong path, a helper the fix no longer uses; files holding tests of the final run are
+never candidates). `drop_stale_files` removes such files when
 the final state does not build on them: it runs the tests once more without them (journaled as
 `tests:pruned`), and drops them from the record only when exactly the same tests pass; else they stay (the
 final state builds on them) and the patch is the tested tree.
@@ -32,8 +33,10 @@ def stale_files(run: PipelineRun) -> list[str]:
         return []
     *earlier, final = run.outcome.attempts
     written = set(final.written)
+    # A file holding tests of the final run is kept: the evidence is made of them.
+    tested = {test.id.split("::", 1)[0] for test in final.tests.report.tests} if final.tests else set()
     created = {path for attempt in earlier for path in attempt.created}
-    return sorted(p for p in created - written if run.changes.changes.get(p) is not None)
+    return sorted(p for p in created - written - tested if run.changes.changes.get(p) is not None)
 
 
 def _passing(tests: TestRun) -> set[str]:

@@ -219,9 +219,9 @@ class PipelineOutcome:
     def status(self) -> str:
         if self.tests_ok:
             return "passed"
-        last = self.attempts[-1] if self.attempts else None
-        if last is not None and last.suite_ok:
-            return "needs_review"  # the suite passes only because tests that passed before are gone
+        tested = self.last_tested
+        if tested is not None and tested.suite_ok and not tested.ok:
+            return "needs_review"  # the tree's suite passes only because tests that passed before are gone
         if self.refused:
             return "refused"
         if self.stopped:
