@@ -95,7 +95,7 @@ class FileHit:
     score: float
     hits: tuple[SearchHit, ...]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | float | list[dict[str, str | int | float | None]]]:
         """The file as the CLI prints it with `--json` (its chunks without their text)."""
         return {"path": self.path, "score": round(self.score, 4), "hits": [hit.as_dict() for hit in self.hits]}
 
