@@ -1,34 +1,28 @@
-"""Sustained runs per minute through a real Prefect server and workers, and the per-run overhead.
+"""Flow runs per minute through a real Prefect server and `vibe worker`, prefork launch vs engine launch.
 
-A trivial pipeline (one completion from the replay provider, no network) goes through two designs:
+A trivial deployed flow (`bench_pipeline`: one completion from the replay provider, no network) is run by
+`vibe worker start --launch L` for each launch L (`prefork`: forked from a warm zygote; `engine`: a new
+`python -m prefect.engine` per run), on SQLite and on PostgreSQL (127.0.0.1:5432), with one worker and, on
+PostgreSQL, with two. For each, measured from the API's own timestamps:
 
-1. `process_worker`: the deployed flow `bench_pipeline` on the `vibe` pool, run by `prefect worker start`,
-   once per launch mode (`--launch`):
-   - `supervisor`: Prefect 3.9's default when the job sets no `command`: a workspace supervisor process runs
-     the pull steps, then replaces itself with a fresh `python -m prefect.engine`, so every run starts
-     Python (and imports Prefect) twice;
-   - `engine`: the job variable `command` is `<this interpreter> -m prefect.engine`: the engine runs the
-     pull steps and the flow in one process.
-   For each: per-run overhead measured one run at a time (creation -> Completed minus the flow's own time,
-   and the medians of Pending -> Running and Running -> Completed), then the sustained rate of a batch, and
-   the peak memory of a run process.
-2. `background_tasks`: the same step as a Prefect background task, submitted with `Task.delay` and run by
-   a long-lived task worker (`prefect.task_worker.serve`): the sustained rate of a batch, then the rate of
-   a batch admitted through the queue's real rate limit (`vibe-queue-<queue>`, default 100 per minute)
-   to show that limit, not the engine, sets the pace.
+- `free_slots`: runs created one at a time on an idle worker: created -> started (p50) and the overhead per
+  run, Pending (the worker claimed it) -> Running (the flow's code starts), p50;
+- `batch`: N runs created at once (queue rate limits out of the way, worker `--limit`): runs per minute
+  (first created -> last ended), created -> started p50/p95, and the peak memory of a run's process (RSS,
+  and PSS, which shares the pages a forked child still has in common with its zygote fairly);
+- `rate_limit_binds` (prefork, one worker, the real limit of `VIBE_QUEUE_RATE_PER_MINUTE`, default 100 per
+  minute per queue): M runs created at once on one queue; how long until the last one started.
 
-The server runs on PostgreSQL at 127.0.0.1:5432 when it answers (a private database, dropped at the end),
-else SQLite. Prints one JSON object.
+Prints one JSON object with the machine's load average next to each figure.
 
-    uv run python benchmarks/throughput.py [--runs 20] [--tasks 200] [--workers 2] [--limited-tasks 170]
-        [--launch supervisor engine] [--overhead-samples 3]
+    uv run python benchmarks/throughput.py [--runs 60] [--engine-runs 12] [--limited-runs 150]
+        [--launch prefork engine] [--database sqlite postgres] [--limit 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import json
 import os
 import statistics
@@ -37,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +55,20 @@ def _write_cassette(path: Path) -> None:
     Cassette(path).put(request(), MODEL, CompletionResponse(text=answer, provider="replay", model=MODEL, usage=Usage()))
 
 
-# Launch mode -> the job variables of its deployment (`bench_pipeline/bench-<mode>`).
-LAUNCHES: dict[str, dict[str, Any]] = {
-    "supervisor": {},
-    "engine": {"command": f"{sys.executable} -m prefect.engine"},
-}
+LAUNCHES = ("prefork", "engine")
 
 
 def _deploy(stack: LocalPrefect, home: Path) -> None:
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     config["deployments"] = [
         {
-            "name": f"bench-{launch}",
+            "name": "bench",
             "entrypoint": "benchmarks/bench_pipeline.py:bench_pipeline",
             "tags": ["vibe"],
             "concurrency_limit": 1000,
-            "work_pool": {"name": "vibe", "work_queue_name": "medium", "job_variables": job_variables},
+            "schedules": [],
+            "work_pool": {"name": "vibe", "work_queue_name": "medium"},
         }
-        for launch, job_variables in LAUNCHES.items()
     ]
     path = home / "prefect.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -89,17 +78,15 @@ def _deploy(stack: LocalPrefect, home: Path) -> None:
     )  # fmt: skip
 
 
-async def _create_runs(count: int, launch: str) -> tuple[list[uuid.UUID], float]:
+async def _create_runs(count: int) -> list[uuid.UUID]:
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name(f"bench_pipeline/bench-{launch}")
-        started = time.time()
-        ids = [
+        deployment = await client.read_deployment_by_name("bench_pipeline/bench")
+        return [
             (await client.create_flow_run_from_deployment(deployment.id, parameters={"label": str(i)})).id
             for i in range(count)
         ]
-    return ids, started
 
 
 async def _wait(ids: list[uuid.UUID], within_s: float) -> list[Any]:
@@ -109,7 +96,9 @@ async def _wait(ids: list[uuid.UUID], within_s: float) -> list[Any]:
     async with get_client() as client:
         deadline = time.monotonic() + within_s
         while True:
-            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids) + 1
+            )
             if len(runs) == len(ids) and all(r.state and r.state.is_final() for r in runs):
                 return runs
             if time.monotonic() > deadline:
@@ -117,146 +106,147 @@ async def _wait(ids: list[uuid.UUID], within_s: float) -> list[Any]:
             await asyncio.sleep(0.5)
 
 
-def _engine_rss_mb() -> dict[int, float]:
-    """RSS (MB) of every `prefect.engine` process (a process worker's flow-run processes) now."""
-    sizes: dict[int, float] = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+def _run_process_memory_mb() -> dict[int, tuple[float, float]]:
+    """(RSS, PSS) in MB of every flow-run process now: `prefect.engine` ones and the zygotes' children."""
+    cmdlines: dict[int, bytes] = {}
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"prefect.engine" not in cmd:
-                continue
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    sizes[int(pid)] = int(line.split()[1]) / 1024
+            cmdlines[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes()
+            status = Path(f"/proc/{entry}/status").read_text()
+            parents[int(entry)] = int(next(x for x in status.splitlines() if x.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+    sizes: dict[int, tuple[float, float]] = {}
+    for pid, cmd in cmdlines.items():
+        forked = b"deployments._zygote" in cmd and b"deployments._zygote" in cmdlines.get(parents.get(pid, 0), b"")
+        if b"prefect.engine" not in cmd and not forked:
+            continue
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
         except OSError:
             continue
+        values = {
+            line.split(":")[0]: int(line.split()[1]) / 1024 for line in rollup if line.split(":")[0] in ("Rss", "Pss")
+        }
+        if "Rss" in values and "Pss" in values:
+            sizes[pid] = (values["Rss"], values["Pss"])
     return sizes
 
 
-async def _state_gaps(run_id: uuid.UUID) -> tuple[float, float]:
-    """Seconds from the run's first Pending to Running, and from Running to Completed."""
+async def _state_times(run_id: uuid.UUID) -> dict[str, float]:
+    """The first timestamp (epoch s) of each state name the run went through."""
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
         states = await client.read_flow_run_states(run_id)
-    first: dict[str, Any] = {}
+    first: dict[str, float] = {}
     for state in sorted(states, key=lambda s: s.timestamp):
-        first.setdefault(state.name, state.timestamp)
-    return (
-        (first["Running"] - first["Pending"]).total_seconds(),
-        (first["Completed"] - first["Running"]).total_seconds(),
-    )
+        first.setdefault(state.name, state.timestamp.timestamp())
+    return first
 
 
-def _process_worker(runs: int, overhead_samples: int, launch: str) -> dict[str, Any]:
-    # Warm-up: the first run pays for imports the page cache has not seen yet.
-    asyncio.run(_wait(asyncio.run(_create_runs(1, launch))[0], 300))
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
-    overheads, own, to_running, to_completed = [], [], [], []
-    for _ in range(overhead_samples):
-        ids, _started = asyncio.run(_create_runs(1, launch))
-        (run,) = asyncio.run(_wait(ids, 300))
-        total = (run.end_time - run.created).total_seconds()
-        flow_time = (run.end_time - run.start_time).total_seconds()
-        overheads.append(total - flow_time)
-        own.append(flow_time)
-        pending_running, running_completed = asyncio.run(_state_gaps(run.id))
-        to_running.append(pending_running)
-        to_completed.append(running_completed)
 
-    peak: dict[int, float] = {}
-    ids, started = asyncio.run(_create_runs(runs, launch))
-    deadline = time.monotonic() + 900
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _free_slots(samples: int) -> dict[str, Any]:
+    created_to_started, overhead = [], []
+    for _ in range(samples):
+        (run,) = asyncio.run(_wait(asyncio.run(_create_runs(1)), 300))
+        times = asyncio.run(_state_times(run.id))
+        created_to_started.append(run.start_time.timestamp() - run.created.timestamp())
+        overhead.append(times["Running"] - times["Pending"])
+    return {
+        "runs": samples,
+        "created_to_started_p50_s": _pct(created_to_started, 0.5),
+        "overhead_pending_to_running_p50_s": _pct(overhead, 0.5),
+        "load": _load(),
+    }
+
+
+def _batch(runs: int) -> dict[str, Any]:
+    peak: dict[int, tuple[float, float]] = {}
+    load = _load()
+    started = time.time()
+    ids = asyncio.run(_create_runs(runs))
+    deadline = time.monotonic() + 1200
     while True:
-        for pid, mb in _engine_rss_mb().items():
-            peak[pid] = max(mb, peak.get(pid, 0.0))
+        for pid, (rss, pss) in _run_process_memory_mb().items():
+            old = peak.get(pid, (0.0, 0.0))
+            peak[pid] = (max(rss, old[0]), max(pss, old[1]))
         try:
             finished = asyncio.run(_wait(ids, 0.0))
             break
         except TimeoutError:
             if time.monotonic() > deadline:
                 raise
-        time.sleep(0.5)
+        time.sleep(0.3)
+    completed = [r for r in finished if r.state.is_completed()]
     elapsed = max(r.end_time.timestamp() for r in finished) - started
-    completed = sum(1 for r in finished if r.state.is_completed())
+    waits = [r.start_time.timestamp() - r.created.timestamp() for r in completed]
     return {
         "runs": runs,
-        "completed": completed,
-        "elapsed_s": round(elapsed, 2),
-        "runs_per_minute": round(completed / elapsed * 60, 1),
-        "per_run_overhead_s": round(statistics.median(overheads), 2),
-        "pending_to_running_s": round(statistics.median(to_running), 2),
-        "running_to_completed_s": round(statistics.median(to_completed), 2),
-        "flow_own_time_s": round(statistics.median(own), 3),
-        "run_process_peak_rss_mb": round(statistics.median(peak.values()), 1) if peak else None,
+        "completed": len(completed),
+        "elapsed_s": round(elapsed, 1),
+        "runs_per_minute": round(len(completed) / elapsed * 60, 1),
+        "created_to_started_p50_s": _pct(waits, 0.5),
+        "created_to_started_p95_s": _pct(waits, 0.95),
+        "run_process_peak_rss_mb": round(statistics.median(v[0] for v in peak.values()), 1) if peak else None,
+        "run_process_peak_pss_mb": round(statistics.median(v[1] for v in peak.values()), 1) if peak else None,
+        "load": [load, _load()],
     }
 
 
-def _background_tasks(stack: LocalPrefect, tasks: int, limited: int, limit_name: str, burst: int) -> dict[str, Any]:
-    from bench_pipeline import bench_step
+def _rate_limit_binds(runs: int) -> dict[str, Any]:
+    load = _load()
+    ids = asyncio.run(_create_runs(runs))
+    finished = asyncio.run(_wait(ids, 1200))
+    starts = sorted(r.start_time.timestamp() for r in finished if r.start_time)
+    first_created = min(r.created.timestamp() for r in finished)
+    return {
+        "runs": runs,
+        "completed": sum(1 for r in finished if r.state.is_completed()),
+        "created_to_last_started_s": round(starts[-1] - first_created, 1),
+        "starts_per_minute": round((len(starts) - 1) / (starts[-1] - starts[0]) * 60, 1),
+        "load": [load, _load()],
+    }
 
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py"), "20"],
-        cwd=ROOT, env=stack.client_env(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+
+def _measure(stack: LocalPrefect, launch: str, workers: int, runs: int, samples: int, limit: int) -> dict[str, Any]:
+    procs = [stack.start_vibe_worker("vibe", name=f"bench-{launch}-{i}", limit=limit, launch=launch, cwd=ROOT)
+             for i in range(workers)]  # fmt: skip
     try:
-        time.sleep(5)  # the task worker subscribes before work arrives
-        bench_step.delay("warm-up").result(timeout=120)
-        results: dict[str, Any] = {"task_worker_concurrency": 20}
-        for name, count, limit in (("unlimited", tasks, None), ("through_queue_rate_limit", limited, limit_name)):
-            if count <= 0:
-                continue
-            started = time.time()
-            # Submitting is an API call each: several submitters, as several clients would be.
-            # Each submission carries this thread's Prefect settings context (the API URL) to its thread.
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                submitted = [
-                    pool.submit(contextvars.copy_context().run, bench_step.delay, str(i), limit) for i in range(count)
-                ]
-                futures = [s.result() for s in submitted]
-            finished = sorted(float(future.result(timeout=900)) for future in futures)
-            elapsed = finished[-1] - started
-            entry: dict[str, Any] = {
-                "tasks": count,
-                "completed": len(finished),
-                "elapsed_s": round(elapsed, 2),
-                "runs_per_minute": round(len(finished) / elapsed * 60, 1),
-            }
-            if limit is not None and count > burst:
-                # A full bucket admits `burst` at once; after that the decay sets the sustained pace.
-                tail = finished[burst:]
-                entry["burst"] = burst
-                pace = len(tail) / (tail[-1] - finished[burst - 1]) * 60
-                entry["sustained_runs_per_minute_after_burst"] = round(pace, 1)
-            results[name] = entry
-        return results
+        asyncio.run(_wait(asyncio.run(_create_runs(workers)), 300))  # warm-up: page cache, zygotes ready
+        return {"workers": workers, "free_slots": _free_slots(samples), "batch": _batch(runs)}
     finally:
-        stop_process_group(server)
+        for proc in procs:
+            stop_process_group(proc, grace_s=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="flow runs in the process-worker batch")
-    parser.add_argument("--workers", type=int, default=2, help="process workers")
-    parser.add_argument("--overhead-samples", type=int, default=3)
-    parser.add_argument("--tasks", type=int, default=200, help="background tasks without a rate limit")
-    parser.add_argument("--limited-tasks", type=int, default=170, help="background tasks through the queue limit")
-    parser.add_argument("--database", choices=("auto", "postgres", "sqlite"), default="auto")
-    parser.add_argument(
-        "--launch", nargs="+", choices=tuple(LAUNCHES), default=list(LAUNCHES),
-        help="how the worker starts a run's process (see the module docstring); each is measured in turn",
-    )  # fmt: skip
+    parser.add_argument("--runs", type=int, default=60, help="runs in a prefork batch")
+    parser.add_argument("--engine-runs", type=int, default=12, help="runs in an engine batch (~10x slower)")
+    parser.add_argument("--samples", type=int, default=5, help="runs one at a time on an idle worker")
+    parser.add_argument("--limited-runs", type=int, default=150, help="runs at once under the real queue limit")
+    parser.add_argument("--limit", type=int, default=10, help="each worker's --limit (runs at once)")
+    parser.add_argument("--launch", nargs="+", choices=LAUNCHES, default=list(LAUNCHES))
+    parser.add_argument("--database", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"])
+    parser.add_argument("--two-workers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure two workers on PostgreSQL")  # fmt: skip
     args = parser.parse_args()
 
-    # The machine may be shared: the load says how far the figures are from an idle machine's.
-    load_before = round(os.getloadavg()[0], 2)
-    home = Path(tempfile.mkdtemp(prefix="vibe-throughput-"))
-    cassette = home / "cassette.json"
+    home_root = Path(tempfile.mkdtemp(prefix="vibe-throughput-"))
+    cassette = home_root / "cassette.json"
     _write_cassette(cassette)
-    storage = home / "results"
     env = {
         "VIBE_REPLAY": "replay",
         "VIBE_CASSETTE": str(cassette),
@@ -264,43 +254,41 @@ def main() -> None:
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
-        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-        "PREFECT_LOCAL_STORAGE_PATH": str(storage),
     }
-    with LocalPrefect(home, database=args.database, env=env) as stack:
-        from prefect.settings import (
-            PREFECT_API_URL,
-            PREFECT_LOCAL_STORAGE_PATH,
-            PREFECT_RESULTS_PERSIST_BY_DEFAULT,
-            temporary_settings,
-        )
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "load_at_start": _load()}
+    for database in args.database:
+        home = home_root / database
+        with LocalPrefect(home, database=database, env=env) as stack:
+            from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        overrides = {PREFECT_API_URL: stack.api_url, PREFECT_RESULTS_PERSIST_BY_DEFAULT: True,
-                     PREFECT_LOCAL_STORAGE_PATH: storage}  # fmt: skip
-        with temporary_settings(overrides):
-            settings = Settings(prefect_api_url=stack.api_url)
-            # The engine's capacity is measured with the queue limits out of the way...
-            asyncio.run(setup(settings.model_copy(update={"queue_rate_per_minute": 100_000})))
-            _deploy(stack, home)
-            for i in range(args.workers):
-                stack.start_worker("vibe", name=f"bench-{i}", cwd=ROOT)
-            process: dict[str, Any] = {"workers": args.workers}
-            for launch in args.launch:
-                process[launch] = _process_worker(args.runs, args.overhead_samples, launch)
-            # ...and then the background tasks go through the real limit, 100 per minute per queue.
-            asyncio.run(setup(settings))
-            tasks = _background_tasks(
-                stack, args.tasks, args.limited_tasks, "vibe-queue-medium", settings.queue_rate_per_minute
-            )
-        database = "postgresql" if stack.database_url.startswith("postgresql") else "sqlite"
-    print(json.dumps({
-        "database": database,
-        "cpus": os.cpu_count(),
-        "load_average_at_start_and_end": [load_before, round(os.getloadavg()[0], 2)],
-        "queue_rate_limit_per_minute": settings.queue_rate_per_minute,
-        "process_worker": process,
-        "background_tasks": tasks,
-    }))  # fmt: skip
+            with temporary_settings({PREFECT_API_URL: stack.api_url}):
+                settings = Settings(prefect_api_url=stack.api_url)
+                # The engine's capacity is measured with the queue limits out of the way...
+                asyncio.run(setup(settings.model_copy(update={"queue_rate_per_minute": 100_000})))
+                _deploy(stack, home)
+                result: dict[str, Any] = {}
+                shapes = [1, 2] if database == "postgres" and args.two_workers else [1]
+                for workers in shapes:
+                    for launch in args.launch:
+                        runs = args.runs if launch == "prefork" else args.engine_runs
+                        key = f"{launch}_{workers}_worker{'s' if workers > 1 else ''}"
+                        result[key] = _measure(stack, launch, workers, runs, args.samples, args.limit)
+                        print(json.dumps({database: {key: result[key]}}), file=sys.stderr)
+                if args.limited_runs and database == args.database[0] and "prefork" in args.launch:
+                    # ...and then through the real limit: 100 starts per minute per queue by default.
+                    asyncio.run(setup(settings))
+                    proc = stack.start_vibe_worker("vibe", name="bench-limited", limit=args.limit, cwd=ROOT)
+                    try:
+                        asyncio.run(_wait(asyncio.run(_create_runs(1)), 300))
+                        time.sleep(60 / settings.queue_rate_per_minute * 12)  # let the bucket refill
+                        result["rate_limit_binds"] = {
+                            "queue_rate_per_minute": settings.queue_rate_per_minute,
+                            **_rate_limit_binds(args.limited_runs),
+                        }
+                    finally:
+                        stop_process_group(proc, grace_s=30)
+                report[database] = result
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
