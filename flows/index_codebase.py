@@ -10,7 +10,6 @@ configured, direct otherwise), as a subflow of the scheduled `reindex_repositori
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import cast
 from uuid import UUID
@@ -21,7 +20,7 @@ from prefect.context import FlowRunContext
 
 from tasks.indexing.models import IndexStats
 from tasks.indexing.prefect_tasks import index_repository_task
-from tasks.step import call_step
+from tasks.step import artifact_key, call_step
 
 # Problems listed in the summary; the rest are counted.
 _MAX_PROBLEMS = 20
@@ -29,7 +28,7 @@ _MAX_PROBLEMS = 20
 
 def _artifact_key(repo_path: str, kind: str) -> str:
     name = Path(repo_path).resolve().name or "repository"
-    return re.sub(r"[^a-z0-9-]+", "-", f"index-{kind}-{name}".lower()).strip("-")[:100]
+    return artifact_key("index", kind, name)
 
 
 def summary_markdown(repo_path: str, stats: IndexStats) -> str:

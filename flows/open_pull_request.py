@@ -8,7 +8,6 @@ the PR link, or, in local mode (no GITHUB_TOKEN), the PR description that was wr
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from prefect import flow
@@ -17,7 +16,7 @@ from prefect.context import FlowRunContext
 
 from tasks.pull_requests.prefect_tasks import publish_pull_request_task
 from tasks.pull_requests.publish import PullRequestResult, describe
-from tasks.step import call_step
+from tasks.step import artifact_key, call_step
 from vibe.settings import current_settings
 
 
@@ -69,8 +68,8 @@ def open_pull_request(
         github_repo=github_repo, settings=settings,
     )  # fmt: skip
     if FlowRunContext.get() is not None:
-        artifact_key = re.sub(r"[^a-z0-9-]+", "-", f"pull-request-{result.branch}".lower()).strip("-")
         create_markdown_artifact(
-            key=artifact_key[:100], markdown=_artifact_markdown(result), description=describe(result)
+            key=artifact_key("pull-request", result.branch), markdown=_artifact_markdown(result),
+            description=describe(result),
         )
     return result

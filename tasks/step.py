@@ -12,6 +12,7 @@ retries) get no task retries at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -73,3 +74,12 @@ def call_step(step: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     if FlowRunContext.get() is not None:
         return step(*args, **kwargs)
     return step.fn(*args, **kwargs)
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from `parts` (`artifact_key("index", "summary", "My Repo")` -> `index-summary-my-repo`).
+
+    Prefect allows lowercase letters, digits and dashes only, at most 100 characters; every other run of
+    characters becomes one dash.
+    """
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]

@@ -6,7 +6,6 @@ These are the plain functions; `prefect_tasks.py` wraps them as Prefect tasks fo
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,17 +204,3 @@ def charge(budget: Budget, generation: Generation) -> None:
         cost_usd=generation.cost_usd,
         cached=generation.cached,
     )
-
-
-_DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|sec|seconds)\b")
-
-
-def normalise_output(text: str, *, workspace: Path) -> str:
-    """Test output made stable across runs: the workspace's temporary path and timings removed.
-
-    The model should see paths relative to the repository, and identical failures must produce identical
-    prompts (the LLM cache and replay cassettes key on the prompt).
-    """
-    for prefix in {str(workspace), str(workspace.resolve())}:
-        text = text.replace(prefix + "/", "").replace(prefix, ".")
-    return _DURATION.sub("<t>", text)

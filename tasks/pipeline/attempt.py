@@ -11,7 +11,7 @@ passed before is broken or gone. What the final patch holds is decided in `chang
 from __future__ import annotations
 
 from tasks.codegen.apply import AppliedReply, UnsafeEditError
-from tasks.codegen.generate import Generation, charge, check_budget, normalise_output, read_context_files
+from tasks.codegen.generate import Generation, charge, check_budget, read_context_files
 from tasks.codegen.paths import PathRules
 from tasks.codegen.prefect_tasks import apply_reply_task, ask_model_task
 from tasks.codegen.prompt import (
@@ -26,13 +26,14 @@ from tasks.codegen.wholefile import wants_shrink
 from tasks.pipeline.baseline import run_baseline
 from tasks.pipeline.changes import drop_stale_files
 from tasks.pipeline.evidence import compare, request_allows_test_changes
-from tasks.pipeline.outcome import AttemptRecord, TestRun
-from tasks.pipeline.progress import record_table, say
+from tasks.pipeline.outcome import AttemptRecord
+from tasks.pipeline.progress import say
 from tasks.pipeline.report import finish
 from tasks.pipeline.run import PipelineRun
-from tasks.step import call_step
+from tasks.step import artifact_key, call_step
+from tasks.testing.prefect_tasks import run_tests_task
+from tasks.testing.report import TestRun
 from tasks.testing.runner import runner_options
-from tasks.testing.task import run_test_suite_task
 from vibe.errors import BudgetExceededError
 
 __all__ = ["run_attempt", "run_attempts"]
@@ -150,20 +151,13 @@ def _test(run: PipelineRun, step: str) -> TestRun:
         say(f"{step}: test results come from the run's journal")
         return persisted
     # The model wrote this code: it runs only in the sandbox (a refusal without bubblewrap, unless VIBE_SANDBOX=unsafe).
-    report = call_step(
-        run_test_suite_task,
+    tests = call_step(
+        run_tests_task,
         run.workspace,
         command=run.test_command,
         trusted_code=False,
+        artifact_key=artifact_key("pipeline", step, run.journal.key),
         **runner_options(run.settings),
-    )
-    record_table(report.table_rows(), f"tests: {report.counts_line()}")
-    tests = TestRun(
-        ok=report.ok,
-        report=report,
-        # The digest goes into the prompt: made stable across runs so caches and cassettes match.
-        digest=normalise_output(report.failure_digest(6000), workspace=run.workspace),
-        markdown=report.to_markdown(),
     )
     run.journal.put(step, tests)
     return tests

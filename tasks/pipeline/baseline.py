@@ -13,9 +13,9 @@ from tasks.pipeline.evidence import baseline_path, load_baseline, save_baseline
 from tasks.pipeline.progress import say
 from tasks.pipeline.run import PipelineRun
 from tasks.step import call_step
+from tasks.testing.prefect_tasks import run_tests_task
 from tasks.testing.report import TestReport
 from tasks.testing.runner import runner_options
-from tasks.testing.task import run_test_suite_task
 from vibe.errors import InputError
 
 __all__ = ["run_baseline"]
@@ -44,9 +44,9 @@ def run_baseline(run: PipelineRun) -> TestReport | None:
         try:
             # The user's committed code, not the model's: trusted, still on a disposable copy of the workspace.
             report = call_step(
-                run_test_suite_task, run.workspace, command=run.test_command, trusted_code=True,
+                run_tests_task, run.workspace, command=run.test_command, trusted_code=True,
                 **runner_options(run.settings),
-            )  # fmt: skip
+            ).report  # fmt: skip
         except InputError as exc:
             say(f"no baseline: {exc}")
             return None

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tasks.pipeline.evidence import compare, request_allows_test_changes
-from tasks.pipeline.outcome import TestRun
 from tasks.pipeline.progress import say
 from tasks.pipeline.run import PipelineRun
+from tasks.testing.report import TestRun
 from tasks.workspace import ChangeSet
 
 __all__ = ["drop_stale_files", "stale_files"]

@@ -15,27 +15,9 @@ from pydantic import BaseModel, ConfigDict
 from tasks.codegen.budget import Budget
 from tasks.pipeline.evidence import TestEvidence
 from tasks.pull_requests.protocol import PullRequestResult
-from tasks.testing.report import TestReport
+from tasks.testing.report import TestRun
 
 _FROZEN = ConfigDict(frozen=True)
-
-
-class TestRun(BaseModel):
-    """One attempt's test run as the pipeline keeps it (journal step `tests:N`).
-
-    Attributes:
-        report: the runner's report.
-        digest: the failures as the model is shown them, made stable across runs (caches and cassettes match).
-        markdown: the report as markdown, for the summary and the PR body.
-    """
-
-    __test__ = False  # not a pytest test class, despite its name
-    model_config = _FROZEN
-
-    ok: bool
-    report: TestReport
-    digest: str
-    markdown: str
 
 
 class PublishedPR(BaseModel):

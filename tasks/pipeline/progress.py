@@ -7,10 +7,11 @@ they are log lines only, so a direct run never needs a Prefect API.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from prefect.context import FlowRunContext
+
+from tasks.step import artifact_key
 
 __all__ = ["Progress", "flow_run_id", "record_markdown", "record_table", "say"]
 
@@ -18,8 +19,7 @@ _log = logging.getLogger("vibe.pipeline")
 
 
 def _artifact_key(kind: str, key: str) -> str:
-    # Prefect artifact keys allow lowercase letters, digits and dashes only.
-    return f"pipeline-{kind}-" + re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+    return artifact_key("pipeline", kind, key)
 
 
 def _in_flow() -> bool:

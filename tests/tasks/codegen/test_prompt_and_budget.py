@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tasks.codegen.budget import Budget
-from tasks.codegen.generate import normalise_output, prompt_tokens_for
+from tasks.codegen.generate import prompt_tokens_for
 from tasks.codegen.prompt import (
     SYSTEM_PROMPT,
     ContextFile,
@@ -15,6 +15,7 @@ from tasks.codegen.prompt import (
     prompt_budget,
 )
 from tasks.pipeline.journal import RunJournal, request_key
+from tasks.testing.report import normalise_output
 from vibe.errors import BudgetExceededError, InputError
 
 

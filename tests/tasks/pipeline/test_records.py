@@ -8,8 +8,8 @@ import pytest
 
 from tasks.codegen.generate import Generation
 from tasks.pipeline.journal import RunJournal
-from tasks.pipeline.outcome import AttemptRecord, PublishedPR, TestRun
-from tasks.testing.report import TestCaseResult, TestReport
+from tasks.pipeline.outcome import AttemptRecord, PublishedPR
+from tasks.testing.report import TestCaseResult, TestReport, TestRun
 from vibe.errors import InputError
 
 
