@@ -10,12 +10,13 @@ compares every attempt's run with it (`compare`):
 | failed or error | passed | `fixed` |
 | (absent) | passed | `added` |
 | passed | failed or error | `broken` |
-| passed | skipped | `skipped` |
-| passed | absent (deleted, renamed, deselected, not collected) | `removed` |
+| passed, failed or error | skipped | `skipped` |
+| passed, failed or error | absent (deleted, renamed, deselected, not collected) | `removed` |
 | failed or error | failed or error | `pre_existing` (it failed before the change too) |
 
-An attempt passes only when its suite passes and nothing is `broken`, `skipped` or `removed`, unless the request
-asks to remove or change tests (`request_allows_test_changes`); then the removals are still named in the
+A test that failed before counts too: deleting or skipping the failing test is not fixing it (its FAIL_TO_PASS
+is gone). An attempt passes only when its suite passes and nothing is `broken`, `skipped` or `removed`, unless
+the request asks to remove or change tests (`request_allows_test_changes`); then the removals are still named in the
 summary and the pull request body, for review.
 
 Decisions:
@@ -79,12 +80,12 @@ class TestEvidence(BaseModel):
 
     @property
     def lost(self) -> tuple[str, ...]:
-        """Tests that passed before and no longer run as passing tests (skipped or removed)."""
+        """Tests that ran before (passing or failing) and no longer run (skipped or removed)."""
         return (*self.removed, *self.skipped)
 
     @property
     def ok(self) -> bool:
-        """No test that passed before is broken, or lost without the request asking for it."""
+        """No test that passed before is broken, and none that ran before is lost without the request asking."""
         return not self.broken and (self.allowed_changes or not self.lost)
 
     def markdown(self) -> str:
@@ -96,8 +97,8 @@ class TestEvidence(BaseModel):
             ("Fixed (failed before, pass now)", self.fixed),
             ("Added", self.added),
             ("Broken (passed before, fail now)", self.broken),
-            ("Removed (passed before, no longer run)", self.removed),
-            ("Skipped (passed before, skipped now)", self.skipped),
+            ("Removed (ran before, no longer run)", self.removed),
+            ("Skipped (ran before, skipped now)", self.skipped),
             ("Failing before the change too (pre-existing)", self.pre_existing),
         ):
             more = f" and {len(ids) - 30} more" if len(ids) > 30 else ""
@@ -105,7 +106,7 @@ class TestEvidence(BaseModel):
             lines.append(f"- {label}: {shown or 'none'}")
         if self.lost:
             why = "the request asks to change tests" if self.allowed_changes else "needs review"
-            lines += ["", f"**Tests that passed before are gone ({why}).**"]
+            lines += ["", f"**Tests that ran before are gone ({why}).**"]
         return "\n".join(lines) + "\n"
 
 
@@ -130,8 +131,8 @@ def compare(before: TestReport | None, after: TestReport, *, allow_changes: bool
         fixed=_sorted(t for t, o in new.items() if o == "passed" and old.get(t) in failing),
         added=_sorted(t for t, o in new.items() if o == "passed" and t not in old),
         broken=_sorted(t for t, o in new.items() if o in failing and old.get(t) == "passed"),
-        skipped=_sorted(t for t, o in new.items() if o == "skipped" and old.get(t) == "passed"),
-        removed=_sorted(t for t, o in old.items() if o == "passed" and t not in new),
+        skipped=_sorted(t for t, o in new.items() if o == "skipped" and old.get(t) in ("passed", *failing)),
+        removed=_sorted(t for t, o in old.items() if o != "skipped" and t not in new),
         pre_existing=_sorted(t for t, o in new.items() if o in failing and old.get(t) in failing),
         allowed_changes=allow_changes,
     )

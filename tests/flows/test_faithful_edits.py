@@ -84,7 +84,7 @@ def test_a_reply_that_deletes_a_test_never_passes(run: Any, github: FakeGitHub) 
     assert summary["evidence"]["removed"] == ["tests/test_stats.py::test_word_counts_ignore_case"]
     (pr,) = github.pulls(FULL_NAME)
     assert pr["draft"] is True
-    assert "Removed (passed before, no longer run): `tests/test_stats.py::test_word_counts_ignore_case`" in pr["body"]
+    assert "Removed (ran before, no longer run): `tests/test_stats.py::test_word_counts_ignore_case`" in pr["body"]
     assert "Added:" in pr["body"]
 
 

@@ -41,10 +41,13 @@ def test_a_deleted_failing_test_never_passes_unless_the_request_asks() -> None:
     after = report(a="passed")  # the model deleted the failing test and a passing one with it
     assert after.ok
     evidence = compare(before, after)
-    assert evidence.removed == ("t.py::b",)
+    assert evidence.removed == ("t.py::b", "t.py::target")
     assert not evidence.ok
     assert compare(before, after, allow_changes=True).ok
-    assert "Removed (passed before, no longer run): `t.py::b`" in evidence.markdown()
+    assert "Removed (ran before, no longer run): `t.py::b`, `t.py::target`" in evidence.markdown()
+    # Deleting only the failing test is not fixing it either.
+    assert compare(before, report(a="passed", b="passed")).removed == ("t.py::target",)
+    assert compare(before, report(a="passed", b="passed", target="skipped")).skipped == ("t.py::target",)
     assert "needs review" in evidence.markdown()
 
 
