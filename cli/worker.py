@@ -49,7 +49,6 @@ def start_command(
         str | None,
         typer.Option(
             "--launch",
-            envvar="VIBE_WORKER_LAUNCH",
             help="How each flow run's process starts: `prefork` (forked from a warm parent that has imported "
             "Prefect and the flows: well under a second) or `engine` (a new `python -m prefect.engine`, "
             "several seconds). Default: VIBE_WORKER_LAUNCH, prefork.",

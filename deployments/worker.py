@@ -453,7 +453,7 @@ class WorkerOptions:
             name=name,
             limit=limit if limit is not None else settings.worker_limit,
             grace_s=grace_s if grace_s is not None else settings.worker_grace_s,
-            launch=Launch(launch or Launch.PREFORK),
+            launch=Launch(launch or settings.worker_launch),
         )
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.codegen.prefect_tasks import gather_context_task, open_provider_manager
+from tasks.codegen.prefect_tasks import open_provider_manager
 from tasks.indexing.prefect_tasks import index_repository_task
 from tasks.pipeline.attempt import run_attempts
+from tasks.pipeline.context import build_context
 from tasks.pipeline.journal import RunJournal, request_key
 from tasks.pipeline.outcome import RunSummary
 from tasks.pipeline.preflight import preflight, resolve_repo
@@ -59,8 +60,7 @@ def feature_pipeline(
         fresh: forget what earlier runs under the same key finished and start over.
 
     Returns:
-        The run's summary (`status`, `attempts`, `tests`, `pr`, `cost_usd`, `patch`, `resumed`, ...);
-        `model_dump(mode="json")` is what `vibe run --json` reads.
+        The run's summary (`status`, `attempts`, `tests`, `pr`, `cost_usd`, `patch`, `resumed`, ...).
 
     Raises:
         InputError: an unusable repository, or a refused edit (`UnsafeEditError`).
@@ -74,14 +74,14 @@ def feature_pipeline(
         if (finished := replay_finished(journal)) is not None:
             return finished
         base_commit = journal.get("base")
-        preflight(repo, settings, publish=open_pr and not journal.has("pr"))
+        preflight(repo, settings, publish=open_pr and not journal.has("pr"), model=model)
         progress = Progress(journal.key, first_stage="indexing the repository")
         call_step(index_repository_task, repo)
         with open_workspace(repo, ref=base_commit or "HEAD") as workspace, open_provider_manager(settings) as llm:
             if base_commit is None:
                 journal.put("base", workspace.base_commit)
             progress.advance(10, "gathering context")
-            context = call_step(gather_context_task, repo, request, workspace.path, settings)
+            context = build_context(repo, request, workspace.path, settings=settings, manager=llm)
             run = PipelineRun.start(
                 request=request, model=model or settings.model, max_attempts=max_attempts or settings.max_attempts,
                 settings=settings, manager=llm, journal=journal, repo=repo, workspace=workspace.path,

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     budget_usd: float | None = Field(None, ge=0)
     budget_tokens: int | None = Field(None, ge=0)
+    # A cheap model role names the files (and symbols) to change before the edits; they go whole into the prompt.
+    localize: bool = Field(False)
+    localize_model: str = Field("cheap")
     # The largest model reply accepted; a longer one is refused before it is cached or journaled.
     max_reply_bytes: int = Field(2_000_000, ge=1024)
 
@@ -131,11 +134,13 @@ class Settings(BaseSettings):
     # Seconds between flow-run heartbeats (Prefect's minimum is 30) and the silence after which the
     # crash-detection automation marks a Running flow run Crashed.
     heartbeat_s: int = Field(30, ge=30)
-    crash_after_s: int = Field(90, ge=31)
+    crash_after_s: int = Field(60, ge=31)
     # `vibe worker start`: on SIGTERM/SIGINT, how long in-flight runs may go on before they are handed back
     # to the pool, and how many runs one worker runs at once (None: no limit of its own).
     worker_grace_s: float = Field(30.0, ge=0)
     worker_limit: int | None = Field(None, ge=1)
+    # How `vibe worker start` starts each flow run's process: forked from a warm parent, or a new interpreter.
+    worker_launch: str = Field("prefork", pattern="^(prefork|engine)$")
 
     @field_validator("redis_url")
     @classmethod

@@ -23,13 +23,18 @@ def resolve_repo(repo_path: str | Path) -> Path:
     return repo
 
 
-def preflight(repo: Path, settings: Settings, *, publish: bool) -> None:
-    """The refusals before any work: no remote to publish to (when `publish`), no sandbox for the tests.
+def preflight(repo: Path, settings: Settings, *, publish: bool, model: str | None = None) -> None:
+    """The refusals before any work: no remote to publish to (when `publish`), no sandbox for the tests, no
+    model of the chain that could be called (no key, no cassette).
 
     Raises:
         InputError: see `check_publishable`.
         SandboxUnavailableError: see `require_sandbox`.
+        ConfigError: an unknown model, or no key for any model of the chain (one short line).
     """
+    from providers.factory import check_callable
+
+    check_callable(settings, model or settings.model)
     if publish:
         check_publishable(repo)
     require_sandbox(settings)
