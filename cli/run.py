@@ -96,6 +96,13 @@ def _human(summary: RunSummary) -> str:
     cached = sum(usage.cached_calls for usage in summary.usage.values())
     if cached:
         lines.append(f"  ({cached} answer(s) came from the LLM cache: no tokens spent on them)")
+    replayed = sum(usage.replayed_calls for usage in summary.usage.values())
+    if replayed:
+        would = sum(usage.list_cost_usd for usage in summary.usage.values())
+        lines.append(
+            f"  ({replayed} answer(s) replayed from a cassette: nothing was paid; live they would have cost "
+            f"${would:.4f})"
+        )
     if summary.stopped:
         lines.append(f"stopped: {summary.stopped}")
     if summary.resumed:

@@ -72,6 +72,10 @@ def test_vibe_demo_runs_offline_shows_the_repair_and_says_where_to_look(tmp_path
     assert "no recorded answer" not in proc.stderr, stale
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "passed after 2 attempt(s)" in out
+    # Replayed answers cost nothing; what they would have cost live is shown, labelled so.
+    assert re.search(r"tokens, \$0\.0000", out)
+    replayed = r"2 answer\(s\) replayed from a cassette: nothing was paid; live they would have cost \$0\.\d+"
+    assert re.search(replayed, out)
     assert re.search(r"attempt 1: .* 5 passed, 1 failed -> failures sent back to the model", out)
     assert re.search(r"attempt 2: .* 6 passed, 0 failed -> tests pass", out)
     assert "Where to look:" in out

@@ -16,6 +16,9 @@ class ProviderUsage:
     cost_usd: float = 0.0
     calls: int = 0
     cached_calls: int = 0
+    # Answers a replay cassette gave: they cost nothing; `list_cost_usd` is what they would have cost live.
+    replayed_calls: int = 0
+    list_cost_usd: float = 0.0
 
 
 @dataclass
@@ -43,6 +46,11 @@ class Budget:
     def cost_usd(self) -> float:
         return sum(u.cost_usd for u in self.by_provider.values())
 
+    @property
+    def list_cost_usd(self) -> float:
+        """What the replayed answers would have cost at list prices (they cost nothing)."""
+        return sum(u.list_cost_usd for u in self.by_provider.values())
+
     def check(self, *, estimated_input_tokens: int = 0, input_price_per_mtok: float | None = None) -> None:
         """Raise `BudgetExceededError` when the next call would start past a cap.
 
@@ -64,11 +72,16 @@ class Budget:
                 )
 
     def charge(
-        self, provider: str, *, input_tokens: int, output_tokens: int, cost_usd: float | None, cached: bool = False
-    ) -> None:
-        """Record one call's usage (a cache hit is recorded as a call that cost nothing)."""
+        self, provider: str, *, input_tokens: int, output_tokens: int, cost_usd: float | None, cached: bool = False,
+        list_cost_usd: float | None = None,
+    ) -> None:  # fmt: skip
+        """Record one call's usage (a cache hit is recorded as a call that cost nothing; a replayed answer too,
+        with `list_cost_usd` what it would have cost live)."""
         usage = self.by_provider.setdefault(provider, ProviderUsage())
         usage.calls += 1
+        if list_cost_usd is not None:
+            usage.replayed_calls += 1
+            usage.list_cost_usd += list_cost_usd
         if cached:
             usage.cached_calls += 1
             return

@@ -47,6 +47,8 @@ class Generation(BaseModel):
     output_tokens: int
     cost_usd: float | None
     cached: bool
+    # A replayed answer's price had it been called live (its `cost_usd` is 0); None for real calls.
+    list_cost_usd: float | None = None
 
 
 def gather_context(
@@ -189,6 +191,7 @@ async def ask_model(
         output_tokens=response.usage.output_tokens,
         cost_usd=response.cost_usd,
         cached=response.cached,
+        list_cost_usd=response.list_cost_usd,
     )
     if budget is not None:
         charge(budget, generation)
@@ -203,4 +206,5 @@ def charge(budget: Budget, generation: Generation) -> None:
         output_tokens=generation.output_tokens,
         cost_usd=generation.cost_usd,
         cached=generation.cached,
+        list_cost_usd=generation.list_cost_usd,
     )

@@ -106,6 +106,8 @@ class ProviderTally(BaseModel):
     cost_usd: float
     calls: int
     cached_calls: int
+    replayed_calls: int = 0
+    list_cost_usd: float = 0.0
 
 
 class AttemptLine(BaseModel):
@@ -231,6 +233,8 @@ class PipelineOutcome:
                     cost_usd=round(u.cost_usd, 6),
                     calls=u.calls,
                     cached_calls=u.cached_calls,
+                    replayed_calls=u.replayed_calls,
+                    list_cost_usd=round(u.list_cost_usd, 6),
                 )
                 for name, u in sorted(budget.by_provider.items())
             },
