@@ -14,6 +14,11 @@ in place of a file, a diff as content, a stray copy), `silent` (corrupt and gree
 corrupt, 0 silent, every unambiguous style applied on attempt 1 (`expect_attempt_1`), `deleted_test` never
 green.
 
+Measured (2026-12, 15 cases x 14 styles): 0 corrupt, 0 silent, `deleted_test` never green, every style applied on
+attempt 1 except one `sr_elision` case that is really ambiguous (`def count` twice in sortedlist.py: sent back).
+The parser and apply step before issue 13, on the same matrix: 75 corrupt (15 silent: the repo-prefixed path's
+stray copy), `deleted_test` green 11 of 15, six styles never applied on attempt 1.
+
 Usage: `uv run python benchmarks/edits.py --sdists DIR [--cases N] [--styles a,b]` where DIR holds
 `pip download --no-deps --no-binary :all: boltons funcy sortedcontainers` and DIR/deps the test dependency
 `pip download --no-deps --no-binary :all: whatever` (funcy's tests import it; it is copied into the tree).
