@@ -27,8 +27,11 @@ and then the flow in one process; `benchmarks/throughput.py` measures both.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from deployments import catalog
 from vibe.errors import ConfigError
@@ -72,15 +75,14 @@ def admit_run() -> dict[str, str]:
     Never waits in the process: when the queue's limit is spent, the run goes back to Scheduled (state
     name `AwaitingRateLimit`, scheduled when the server says a slot will be free, with a message naming the
     limit), which frees its deployment concurrency slot (the server releases it on Pending -> Scheduled),
-    and this process exits at once (`Abort`: exit code 0, so no worker reports it Crashed). A worker picks
-    the run up again when it is due.
+    and this process exits at once with code 0, so no worker reports it Crashed (see `_exit_awaiting`). A
+    worker picks the run up again when it is due.
 
     Returns:
         `{"queue": name, "limit": limit name}`; empty when the process is not a deployment's flow run or
         its queue is not one of `critical`, `high`, `medium`, `low`.
 
     Raises:
-        prefect.exceptions.Abort: the run was put back to wait for the limit (the engine exits 0).
         ConfigError: the queue's limit does not exist (`vibe setup` creates it); strict, because a missing
             limit would otherwise limit nothing, silently.
     """
@@ -88,7 +90,6 @@ def admit_run() -> dict[str, str]:
 
     import httpx
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import Abort
     from prefect.logging.loggers import flow_run_logger
     from prefect.runtime import flow_run
     from prefect.states import Scheduled
@@ -114,7 +115,23 @@ def admit_run() -> dict[str, str]:
             client.set_flow_run_state(run_id, Scheduled(scheduled_time=when, name=AWAITING_RATE_LIMIT,
                                                         message=message))  # fmt: skip
             flow_run_logger(run).info("%s; back to the queue, holding no slot and no process.", message)
-            raise Abort(message) from None
+            _exit_awaiting()
         if name not in {limit.get("name") for limit in response.json()}:
             raise ConfigError(f"the queue rate limit {name!r} does not exist on this server: run `vibe setup`")
     return {"queue": queue, "limit": name}
+
+
+def _exit_awaiting() -> NoReturn:
+    """End this flow-run process with exit code 0, its run back in the queue.
+
+    Not `prefect.exceptions.Abort`: Prefect wraps any exception of a pull step in `StepExecutionError` and the
+    engine exits 1, which the worker reports as Crashed, overwriting the `AwaitingRateLimit` state. The run's
+    log lines are flushed to the API first; then the process ends without unwinding the engine.
+    """
+    from prefect.logging.handlers import APILogWorker
+
+    with contextlib.suppress(Exception):  # best effort: the state message already says why
+        APILogWorker.drain_all(timeout=5)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -244,6 +244,11 @@ def test_runs_submitted_by_vibe_submit_the_python_api_and_prefect_deployment_run
     assert run_status(stack.settings, first).final
 
 
+
+def _states(runs: list[Any]) -> list[tuple[str, str | None, str | None]]:
+    return [(r.name, r.state.name if r.state else None, r.state.message if r.state else None) for r in runs]
+
+
 def test_under_contention_higher_priority_runs_first_and_no_limit_is_exceeded(
     stack: Stack, redis_url: str, redis_prefix: str
 ) -> None:
@@ -265,7 +270,7 @@ def test_under_contention_higher_priority_runs_first_and_no_limit_is_exceeded(
     ids = _run(_probe_runs(stack, specs, [tag]))
     _run(pause(False))
     runs = _wait_final(ids, timeout=240)
-    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    assert all(r.state is not None and r.state.is_completed() for r in runs), _states(runs)
     starts = sorted(_events(redis_url, redis_prefix, "starts"), key=lambda e: e["t"])
     order = [e["label"].split("-")[0] for e in starts]
     assert order == ["critical"] * RATE + ["low"] * RATE, order
@@ -281,7 +286,7 @@ def test_under_contention_higher_priority_runs_first_and_no_limit_is_exceeded(
     more = [("high", {**params, "prefix": prefix_high, "hold_s": 3.0, "label": f"high-{i}"}) for i in range(RATE + 1)]
     ids = _run(_probe_runs(stack, more, [tag]))
     runs = _wait_final(ids, timeout=240)
-    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    assert all(r.state is not None and r.state.is_completed() for r in runs), _states(runs)
     max_active = int(redis.Redis.from_url(redis_url).get(f"{prefix_high}:max_active") or 0)
     assert 1 <= max_active <= PROBE_LIMIT, f"{max_active} probes ran at once; the deployment allows {PROBE_LIMIT}"
     times = sorted(e["t"] for e in _events(redis_url, prefix_high, "starts"))

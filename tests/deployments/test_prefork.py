@@ -213,7 +213,7 @@ def test_a_killed_worker_takes_its_flow_processes_with_it(stack: Stack, redis_pr
         _wait_for("the flow-run process gone", lambda: not _alive(child), 20)
         _wait_for("the zygote gone", lambda: not _alive(zygote), 20)
         # The zygote SIGTERMed the child before it went: the engine reported its run Crashed itself.
-        _wait_for("the run crashed", lambda: _final(run_id) is not None, 30)
+        _wait_for("the run crashed", lambda: _final(run_id) is not None, 90)
         ended = _final(run_id)
         assert ended is not None
         assert ended.state is not None
