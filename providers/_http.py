@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vibe.errors import ProviderError
-from vibe.redact import MASK as _REDACTED
+from vibe.redact import redact
 
 # Statuses that can succeed on a later attempt: request timeout, conflict (a concurrent request on the vendor's
 # side), rate limit, and every server-side failure (Anthropic's 529 "overloaded" included).
@@ -84,9 +84,7 @@ class Redactor:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
+        return redact(text, self._secrets)
 
     def scrub(self, exc: BaseException) -> None:
         """Redact an SDK exception in place, so a traceback of the cause chain cannot show a secret either.

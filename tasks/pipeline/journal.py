@@ -17,19 +17,17 @@ as a `Model`; `get(step)` without a type returns the raw JSON value (strings suc
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
 from vibe.errors import InputError
+from vibe.fsutil import atomic_write, file_lock
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -141,14 +139,8 @@ class RunJournal:
                 f"over the cap of {self.max_total_bytes}; nothing was written"
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".journal-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(payload)
-            os.replace(tmp, self._file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # 0600: the journal holds the model's replies and the run's test output.
+        atomic_write(self._file, payload, mode=0o600)
         # Kept as read back from JSON, so this process sees what a resumed one would.
         self._steps[step] = json.loads("{" + line + "}")[step]
         self._lines = lines
@@ -162,22 +154,18 @@ class RunJournal:
         Raises:
             InputError: another process is running this key right now.
         """
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / "run.lock").open("a") as handle:
+        with ExitStack() as stack:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
+                stack.enter_context(file_lock(self.directory / "run.lock", timeout_s=0))
+            except TimeoutError as exc:
                 raise InputError(
                     f"run {self.key} is in progress in another process; wait for it to finish (same request key)"
                 ) from exc
-            try:
-                # Another process may have written steps while we waited for nothing: read them fresh.
-                self._reload()
-                if fresh:
-                    self.clear()
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            # Another process may have written steps while we waited for nothing: read them fresh.
+            self._reload()
+            if fresh:
+                self.clear()
+            yield
 
     def _reload(self) -> None:
         self._steps = {}
