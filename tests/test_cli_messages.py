@@ -64,3 +64,18 @@ def test_version_and_help_render_for_a_terminal(tmp_path: Path) -> None:
     helped = _vibe(env, "test", "--help").stdout
     assert "--json <bool>" not in helped
     assert "[default: HEAD]" not in helped  # the default is the working tree, uncommitted changes included
+
+
+def test_vibe_run_without_a_key_says_so_before_any_work(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "app.py").write_text("def hello():\n    return 1\n")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    proc = _vibe(_env(tmp_path / "home"), "run", "Add a --verbose flag", "--repo", str(repo), "--no-pr")
+    assert proc.returncode == 2
+    (line,) = [x for x in proc.stderr.strip().splitlines() if x.startswith("error:")]
+    assert "no API key for any model" in line
+    assert len(line) <= 300
+    assert "Traceback" not in proc.stderr
+    assert not (repo / ".git" / "vibe").exists()  # nothing was indexed: it was said before any work
