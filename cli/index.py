@@ -84,7 +84,7 @@ def _human_files(files: list[FileHit]) -> str:
 def search(
     query: Annotated[str, typer.Argument(help="Words or identifiers (any style: parseArgs, parse_args).")],
     repo: Annotated[Path, typer.Option("--repo", help="The indexed repository.")] = Path("."),
-    k: Annotated[int, typer.Option("-k", "--limit", help="How many results.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--limit", min=1, help="How many results.")] = 10,
     files: Annotated[
         bool, typer.Option("--files", help="Ranked files, each with its best lines, instead of chunks.")
     ] = False,
@@ -116,7 +116,9 @@ def search(
 @app.command(name="map")
 def repo_map(
     repo: Annotated[Path, typer.Option("--repo", help="The indexed repository.")] = Path("."),
-    tokens: Annotated[int, typer.Option("--tokens", help="The map's budget in tokens (~4 characters each).")] = 1024,
+    tokens: Annotated[
+        int, typer.Option("--tokens", min=1, help="The map's budget in tokens (~4 characters each).")
+    ] = 1024,
     mention: Annotated[
         list[str] | None, typer.Option("--mention", "-m", help="A file or symbol to centre the map on (repeatable).")
     ] = None,

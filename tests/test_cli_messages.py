@@ -79,3 +79,13 @@ def test_vibe_run_without_a_key_says_so_before_any_work(tmp_path: Path) -> None:
     assert len(line) <= 300
     assert "Traceback" not in proc.stderr
     assert not (repo / ".git" / "vibe").exists()  # nothing was indexed: it was said before any work
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["search", "x", "-k", "0"], "-k"), (["map", "--tokens", "0"], "--tokens")])
+def test_a_bad_number_names_its_flag(tmp_path: Path, args: list[str], flag: str) -> None:
+    proc = _vibe(_env(tmp_path / "home"), *args)
+    assert proc.returncode == 2
+    assert flag in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "k must be" not in proc.stderr
+    assert "max_tokens" not in proc.stderr
