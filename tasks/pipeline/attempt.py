@@ -31,7 +31,7 @@ from tasks.pipeline.progress import say
 from tasks.pipeline.report import finish
 from tasks.pipeline.run import PipelineRun
 from tasks.step import artifact_key, call_step
-from tasks.testing.prefect_tasks import run_tests_task
+from tasks.testing.prefect_tasks import run_tests_task, show_replayed_tests
 from tasks.testing.report import TestRun
 from tasks.testing.runner import runner_options
 from vibe.errors import BudgetExceededError
@@ -146,9 +146,11 @@ def _generate(run: PipelineRun, number: int) -> Generation:
 
 def _test(run: PipelineRun, step: str) -> TestRun:
     """The tests of the workspace as it is now, journaled as `step` (taken from the journal on a re-run)."""
+    key = artifact_key("pipeline", step, run.journal.key)
     persisted = run.journal.get(step, TestRun)
     if persisted is not None:
         say(f"{step}: test results come from the run's journal")
+        show_replayed_tests(persisted.report, key=key)  # a resumed run still shows its test table
         return persisted
     # The model wrote this code: it runs only in the sandbox (a refusal without bubblewrap, unless VIBE_SANDBOX=unsafe).
     tests = call_step(
@@ -156,7 +158,7 @@ def _test(run: PipelineRun, step: str) -> TestRun:
         run.workspace,
         command=run.test_command,
         trusted_code=False,
-        artifact_key=artifact_key("pipeline", step, run.journal.key),
+        artifact_key=key,
         **runner_options(run.settings),
     )
     run.journal.put(step, tests)

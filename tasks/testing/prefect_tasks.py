@@ -24,7 +24,7 @@ from tasks.testing.runner import run_test_suite
 from tasks.testing.sandbox import SandboxPolicy
 from vibe.errors import InputError
 
-__all__ = ["publish_test_artifacts", "run_tests_task"]
+__all__ = ["publish_test_artifacts", "run_tests_task", "show_replayed_tests"]
 
 # Prefect artifact keys: lowercase letters, digits and dashes.
 _ARTIFACT_KEY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -90,3 +90,30 @@ def publish_test_artifacts(report: TestReport, *, key: str = "test-results") -> 
     if rows:
         create_table_artifact(table=rows, key=key, description=description)
     create_markdown_artifact(markdown=report.to_markdown(), key=f"{key}-summary", description=description)
+
+
+def show_replayed_tests(report: TestReport, *, key: str) -> bool:
+    """Publish a journaled test run's artifacts on the current flow run, unless it already shows them.
+
+    A run resumed from its journal does not run the tests again; without this its flow run would show no test
+    table. A crashed run re-run under its key is a new flow run (it gets the table, real durations as recorded);
+    a run handed back and resumed is the same flow run, which already shows it from its first attempt (one
+    API read, nothing published twice). Outside a flow run it does nothing.
+
+    Returns:
+        Whether the artifacts were published now.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return False
+    shown = ArtifactFilter(
+        key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id])
+    )
+    with get_client(sync_client=True) as client:
+        if client.read_artifacts(artifact_filter=shown, limit=1):
+            return False
+    publish_test_artifacts(report, key=key)
+    return True
