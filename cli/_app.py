@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -36,6 +38,21 @@ def fail(error: VibeError | str, *, code: int = 2) -> NoReturn:
     """Print a clear one-line error (no traceback) to stderr and exit with `code`."""
     typer.echo(f"error: {error}", err=True)
     sys.exit(code)
+
+
+def shown_command(name: str) -> str:
+    """How to type this environment's `name` (`vibe`, `prefect`) in a hint: plain when the shell finds this one.
+
+    After `make` the commands live in `.venv/bin`, which need not be on the user's PATH: a hint saying `vibe
+    status ...` would then fail as printed, so it names the program by its path.
+    """
+    beside = Path(sys.executable).with_name(name)
+    if not beside.is_file():
+        return name
+    found = shutil.which(name)
+    if found is not None and Path(found).resolve() == beside.resolve():
+        return name
+    return str(beside)
 
 
 def load_settings() -> Settings:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli._app import app, emit, fail, load_settings
+from cli._app import app, emit, fail, load_settings, shown_command
 from vibe.errors import VibeError
 
 submit_app = typer.Typer(
@@ -49,7 +49,10 @@ def setup_command(as_json: AsJson = False) -> None:
     lines += [f"  changed: {line}" for line in report.changed]
     lines.append(f"{len(report.changed)} changed, {len(report.unchanged)} already up to date")
     if report.changed:
-        lines.append("next: `prefect deploy --all` in the project folder, then `vibe worker start --pool vibe`")
+        lines.append(
+            f"next: `{shown_command('prefect')} deploy --all` in the project folder, "
+            f"then `{shown_command('vibe')} worker start --pool {settings.work_pool}`"
+        )
     payload = {"api_url": report.api_url, "changed": report.changed, "unchanged": report.unchanged}
     emit(payload, as_json=as_json, human="\n".join(lines))
 
@@ -68,7 +71,7 @@ def _submit(kind: str, parameters: dict[str, Any], priority: str, key: str | Non
     emit(
         {"run_id": str(run_id), "deployment": deployment, "priority": priority},
         as_json=as_json,
-        human=f"queued {run_id} ({deployment}, {priority}); follow it with `vibe status {run_id}`",
+        human=f"queued {run_id} ({deployment}, {priority}); follow it with `{shown_command('vibe')} status {run_id}`",
     )
 
 

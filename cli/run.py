@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli._app import app, emit, fail, load_settings
+from cli._app import app, emit, fail, load_settings, shown_command
 from vibe.errors import VibeError
 
 if TYPE_CHECKING:
@@ -243,12 +243,6 @@ def _patient_ephemeral_prefect() -> AbstractContextManager[Any]:
     )
 
 
-def _prefect_command() -> str:
-    # The `prefect` of this environment, as a path: after `make`, neither it nor uv need be on the user's PATH.
-    beside = Path(sys.executable).with_name("prefect")
-    return str(beside) if beside.is_file() else "prefect"
-
-
 def _demo_human(summary: RunSummary, repo: Path, remote: Path) -> str:
     pr = summary.pr
     lines = [
@@ -265,7 +259,7 @@ def _demo_human(summary: RunSummary, repo: Path, remote: Path) -> str:
     if summary.run_id:
         lines += [
             f"  the Prefect flow run:   {summary.run_id}",
-            f"      see it in the UI: run `{_prefect_command()} server start`, open http://127.0.0.1:4200/runs",
+            f"      see it in the UI: run `{shown_command('prefect')} server start`, open http://127.0.0.1:4200/runs",
             "      and pick the feature_pipeline run (its progress, test table and summary are its artifacts)",
         ]
     return "\n".join(lines)
