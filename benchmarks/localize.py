@@ -15,6 +15,10 @@ both rankings, overall and per split (`tuned` cases may be looked at while tunin
 ones are only measured), and the search latency of both in process. Targets (issue 14): hit@8 >= 0.90 and
 hit@1 >= 0.50.
 
+Every tree is indexed into the default store, as a user's repositories are: one store shared by all of them
+(`<VIBE_HOME>/index`, VIBE_HOME set to a directory of the benchmark's own, never the user's), so the trees of
+one project reuse each other's analyses and the BM25 statistics are those of all the trees together.
+
 The mirrors are bare clones (the `fetch` tool puts them under /work/.mirror/<owner>+<name>/repo); `--mirrors`
 names another directory laid out the same way.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -166,6 +171,7 @@ def main() -> None:
         cases = [case for case in cases if case["split"] == args.split]
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="vibe-localize-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["VIBE_HOME"] = str(workdir / "vibe-home")
     results: list[dict[str, Any]] = []
     vibe_s: list[float] = []
     baseline_s: list[float] = []

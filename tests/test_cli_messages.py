@@ -78,7 +78,7 @@ def test_vibe_run_without_a_key_says_so_before_any_work(tmp_path: Path) -> None:
     assert "no API key for any model" in line
     assert len(line) <= 300
     assert "Traceback" not in proc.stderr
-    assert not (repo / ".git" / "vibe").exists()  # nothing was indexed: it was said before any work
+    assert not (tmp_path / "home" / "index").exists()  # nothing was indexed: it was said before any work
 
 
 @pytest.mark.parametrize(("args", "flag"), [(["search", "x", "-k", "0"], "-k"), (["map", "--tokens", "0"], "--tokens")])

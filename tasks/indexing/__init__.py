@@ -8,7 +8,9 @@ Public API (plain functions; the Prefect task wrapper `index_repository_task` li
 - `search_files(repo, query, k=10, lines=2, store_dir=None) -> list[FileHit]` (ranked files, best chunks)
 - `build_repo_map(repo, max_tokens=1024, mentions=(), store_dir=None) -> str`
 
-The store of a repository is `<git dir>/vibe/index.sqlite` unless `store_dir` names another directory.
+By default every repository's index lives in one store shared under VIBE_HOME (`<VIBE_HOME>/index/index.sqlite`),
+where analyses are keyed by git blob id, so a second clone, a fork, a worktree or another branch analyses only
+the blobs it has not seen; `store_dir` names another directory.
 Importing this package loads neither Prefect nor tree-sitter.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from tasks.indexing.analyze import MAX_FILE_BYTES, Job, analyze
 from tasks.indexing.models import FileAnalysis, IndexStats
 from tasks.indexing.scan import Repository, blob_id, list_files, open_repository, skip_reason_for_path
-from tasks.indexing.store import SQLiteStore
+from tasks.indexing.store import SQLiteStore, Store
 from tasks.indexing.worker import analyse_in_workers
 from vibe.errors import InputError
 
@@ -44,13 +44,37 @@ def open_store(repository: Repository, store_dir: Path | None = None, *, create:
 
 
 def store_path(repository: Repository, store_dir: Path | None = None) -> Path:
-    """Where a repository's index lives: `<store_dir>/index.sqlite`, by default `<git dir>/vibe/index.sqlite`.
+    """Where a repository's index lives: `<store_dir>/index.sqlite`, by default `<VIBE_HOME>/index/index.sqlite`.
 
-    The default keeps one store per repository (per worktree), out of the working tree so that it is never
-    indexed, committed or seen by `git status`. Repositories given the same `store_dir` share one store, and
-    each analyses only the contents none of them has analysed yet.
+    The default is one store shared by every repository of the user (each keyed by its git directory), so a
+    second clone, a fork, a worktree or another branch analyses only the blobs none of them has analysed yet.
+    It is out of every working tree, so it is never indexed, committed or seen by `git status`. `store_dir`
+    puts the store elsewhere (a private store, or one shared by a group of repositories).
     """
-    return (store_dir if store_dir is not None else repository.git_dir / "vibe") / STORE_FILE
+    if store_dir is None:
+        from vibe.settings import current_settings
+
+        store_dir = current_settings().home / "index"
+    return store_dir / STORE_FILE
+
+
+def _link_analysed(store: Store, jobs: list[Job]) -> tuple[set[str], list[Job]]:
+    """Link the files whose content another repository of the store (or this one, on another branch) has
+    analysed; returns their paths and the jobs left to analyse."""
+    if not jobs:
+        return set(), jobs
+    reused = store.reuse([(job.path, job.blob) for job in jobs if job.blob])
+    return reused, [job for job in jobs if job.path not in reused]
+
+
+def _forget_stale(store: Store, own_key: str) -> None:
+    """Drop the repositories whose git directory is gone (deleted, or moved: the new place has a new key).
+
+    Called at the end of a run, so a moved repository indexed at its new place has linked its contents first.
+    """
+    for key in store.repositories():
+        if key != own_key and Path(key).is_absolute() and not Path(key).exists():
+            store.forget(key)
 
 
 def _working_blob(root: Path, path: str, max_bytes: int) -> str | None:
@@ -152,7 +176,7 @@ def index_repository(
     Args:
         repo: any directory inside the repository's working tree.
         full: drop the stored index and analyse every file again.
-        store_dir: directory of the store (default: `<git dir>/vibe`).
+        store_dir: directory of the store (default: `<VIBE_HOME>/index`, shared by all repositories).
         progress: called with (files analysed, files to analyse) as the run advances.
         workers: processes that parse in parallel (default: one per CPU).
         max_file_bytes: files larger than this are skipped as `huge`.
@@ -178,12 +202,8 @@ def index_repository(
             removed = [p for p in stored if p not in snapshot]
             decided, jobs = _plan(repository, snapshot, stored, max_file_bytes)
             changed = len(removed) + len(decided)
-            # Contents another repository of the store (or this one, on another branch) has analysed are linked.
-            reused: set[str] = set()
-            if not full and jobs:
-                reused = store.reuse([(job.path, job.blob) for job in jobs if job.blob])
-                changed += len(reused)
-                jobs = [job for job in jobs if job.path not in reused]
+            reused, jobs = (set(), jobs) if full else _link_analysed(store, jobs)
+            changed += len(reused)
             if progress is not None:
                 progress(0, len(jobs))
             problems: list[str] = []
@@ -196,6 +216,7 @@ def index_repository(
                 changed += sum(1 for r in batch if not (r.status == "unreadable" == stored.get(r.path, ("", ""))[1]))
                 problems.extend(r.problem for r in batch if r.problem)
             counts = store.counts()
+            _forget_stale(store, repository_key(repository))
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be used ({exc}): delete it and run `vibe index` again") from exc
     finally:

@@ -4,14 +4,15 @@ Analyses are stored by content: a file's symbols, chunks and terms are keyed by 
 each repository (each worktree: its git directory is its key) only maps its paths to those contents. One
 database can therefore serve many repositories: a second clone, a fork, a worktree or another branch of the
 same code links the contents already analysed and analyses only the blobs it has not seen (the way GitHub's
-code search deduplicates by blob). The default database is per repository (`<git dir>/vibe/index.sqlite`);
-pass the same `store_dir` (say `VIBE_HOME/index`) for every repository to share one. A content no repository
-maps any more is deleted in the same transaction that unmapped it.
+code search deduplicates by blob). The default database is shared by every repository of the user
+(`<VIBE_HOME>/index/index.sqlite`, see `tasks.indexing.index.store_path`). A content no repository maps any
+more is deleted in the same transaction that unmapped it, so no repository's writes ever remove what another
+one still maps.
 
-Writers hold an exclusive advisory lock on a side file for the whole run, so two overlapping index runs take
-turns: the second one waits, then sees what the first one stored and does only what is left. Each batch of
-files is written in one transaction, so an interrupted run leaves a consistent index that the next run
-completes. WAL mode lets searches read while a run writes.
+Writers hold an exclusive advisory lock on a side file for the whole run, so two overlapping index runs (of
+one repository, or of two sharing the store) take turns: the second one waits, then sees what the first one
+stored and does only what is left. Each batch of files is written in one transaction, so an interrupted run
+leaves a consistent index that the next run completes. WAL mode lets searches read while a run writes.
 
 The schema carries a version; a store written by another version is rebuilt from scratch by the next index
 run (the index is derived data), and readers are told to re-index.
@@ -157,6 +158,12 @@ class Store(Protocol):
     def reuse(self, files: Sequence[tuple[str, str]]) -> set[str]:
         """Map the (path, blob id) pairs whose content is already analysed (by any repository of the store) to
         this repository, without analysing them again; returns the paths mapped."""
+
+    def repositories(self) -> list[str]:
+        """The keys of every repository the store holds a path map of."""
+
+    def forget(self, repository: str) -> None:
+        """Drop another repository's path map, and the contents no repository maps any more."""
 
     def counts(self) -> StoreCounts:
         """Totals after the last write."""
@@ -330,16 +337,15 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
             raise
 
-    def _unmap(self, paths: Sequence[str]) -> None:
-        """Remove `paths` from this repository's map, and the contents nothing maps any more."""
+    def _unmap(self, paths: Sequence[str], repo_id: int | None = None) -> None:
+        """Remove `paths` from a repository's map (default: this one), and the contents nothing maps any more."""
         db = self._db
+        repo = self._repo if repo_id is None else repo_id
         orphans: set[int] = set()
         for path in paths:
-            row = db.execute(
-                "SELECT content_id FROM files WHERE repo_id = ? AND path = ?", (self._repo, path)
-            ).fetchone()
+            row = db.execute("SELECT content_id FROM files WHERE repo_id = ? AND path = ?", (repo, path)).fetchone()
             if row is not None:
-                db.execute("DELETE FROM files WHERE repo_id = ? AND path = ?", (self._repo, path))
+                db.execute("DELETE FROM files WHERE repo_id = ? AND path = ?", (repo, path))
                 orphans.add(row[0])
         for content_id in orphans:
             if db.execute("SELECT 1 FROM files WHERE content_id = ? LIMIT 1", (content_id,)).fetchone() is None:
@@ -451,6 +457,24 @@ class SQLiteStore:
 
             self._transaction(link)
         return set(found)
+
+    def repositories(self) -> list[str]:
+        """The keys of every repository with a path map in this store."""
+        return [key for key, in self._db.execute("SELECT key FROM repos ORDER BY id")]
+
+    def forget(self, repository: str) -> None:
+        """Drop `repository`'s path map in one transaction; contents other repositories map stay untouched."""
+        row = self._db.execute("SELECT id FROM repos WHERE key = ?", (repository,)).fetchone()
+        if row is None or int(row[0]) == self._repo_id:
+            return
+        repo_id = int(row[0])
+
+        def drop() -> None:
+            paths = [path for path, in self._db.execute("SELECT path FROM files WHERE repo_id = ?", (repo_id,))]
+            self._unmap(paths, repo_id)
+            self._db.execute("DELETE FROM repos WHERE id = ?", (repo_id,))
+
+        self._transaction(drop)
 
     # --- reading -----------------------------------------------------------------------------------
 

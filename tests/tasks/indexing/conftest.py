@@ -149,6 +149,15 @@ def write(repo: Path, files: dict[str, str | bytes]) -> None:
 MakeRepo = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True)
+def vibe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A VIBE_HOME of the test's own: the default index store (`<VIBE_HOME>/index`) is shared by every repository
+    of a test, never by two tests. Set in the environment, so subprocesses of the test use it too."""
+    home = tmp_path / "vibe-home"
+    monkeypatch.setenv("VIBE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> MakeRepo:
     """Create a committed git repository holding `files` (default: the multi-language sample)."""

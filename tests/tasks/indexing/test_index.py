@@ -50,17 +50,21 @@ def test_indexes_every_language_and_finds_definitions(make_repo: MakeRepo) -> No
     assert (guide.start_line, guide.end_line) == (1, 5)
 
 
-def test_the_default_store_lives_in_the_git_dir_and_store_dir_overrides_it(make_repo: MakeRepo, tmp_path: Path) -> None:
+def test_the_default_store_is_shared_under_vibe_home_and_store_dir_overrides_it(
+    make_repo: MakeRepo, tmp_path: Path, vibe_home: Path
+) -> None:
     repo = make_repo()
     stats = index_repository(repo)
-    assert Path(stats.store) == repo / ".git" / "vibe" / "index.sqlite"
+    assert Path(stats.store) == vibe_home / "index" / "index.sqlite"
     assert Path(stats.store).exists()
+    assert not (repo / ".git" / "vibe").exists()
     assert git(repo, "status", "--porcelain") == ""  # the working tree is untouched
     other = tmp_path / "elsewhere"
-    index_repository(repo, store_dir=other)
-    assert (other / "index.sqlite").exists()
-    assert _paths(repo, "restockShelf", k=1) == _paths(repo, "restockShelf", k=1)
+    private = index_repository(repo, store_dir=other)
+    assert Path(private.store) == other / "index.sqlite"
+    assert private.reused == 0  # a store of its own shares nothing with the default one
     assert search_code(repo, "restockShelf", k=1, store_dir=other)[0].path == "src/main/java/Inventory.java"
+    assert _paths(repo, "restockShelf", k=1) == ["src/main/java/Inventory.java"]
 
 
 def test_reindex_touches_only_changed_files_and_follows_edits_deletes_and_renames(make_repo: MakeRepo) -> None:
