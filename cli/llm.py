@@ -93,6 +93,9 @@ def cache_stats(as_json: Annotated[bool, typer.Option("--json", help="Print one 
         f"{stats.backend} cache at {stats.location} (prefix {settings.cache_prefix!r}): {stats.keys} entries, "
         f"{stats.hits} hits, {stats.misses} misses, hit rate {stats.hit_rate:.1%}"
     )
+    if not settings.cache_enabled:
+        human += "\nthe cache is off (VIBE_CACHE=off): answers are neither read from it nor written to it"
+    payload["enabled"] = settings.cache_enabled
     emit(payload, as_json=as_json, human=human)
 
 

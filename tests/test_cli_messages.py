@@ -89,3 +89,41 @@ def test_a_bad_number_names_its_flag(tmp_path: Path, args: list[str], flag: str)
     assert "Traceback" not in proc.stderr
     assert "k must be" not in proc.stderr
     assert "max_tokens" not in proc.stderr
+
+
+def test_the_cache_switch_is_read_as_the_readme_names_it(tmp_path: Path) -> None:
+    off = _vibe(_env(tmp_path / "home", VIBE_CACHE="off"), "cache", "stats")
+    assert off.returncode == 0, off.stderr
+    assert "the cache is off (VIBE_CACHE=off)" in off.stdout
+    assert "the cache is off" not in _vibe(_env(tmp_path / "home"), "cache", "stats").stdout
+    bad = _vibe(_env(tmp_path / "home", VIBE_CACHE="perhaps"), "cache", "stats")
+    assert bad.returncode == 2
+    (line,) = bad.stderr.strip().splitlines()
+    assert line.startswith("error: invalid configuration: VIBE_CACHE")
+
+
+def test_the_last_line_of_vibe_test_counts_the_skipped_tests(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text('[project]\nname = "sample"\nversion = "0"\n')
+    (repo / "tests" / "test_a.py").write_text(
+        "import pytest\n\n\ndef test_ok():\n    assert True\n\n\n"
+        "@pytest.mark.skip(reason='later')\ndef test_later():\n    pass\n\n\ndef test_bad():\n    assert False\n"
+    )
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    # The user's own tests, unisolated: the same outcome with or without bubblewrap on this machine.
+    proc = _vibe(_env(tmp_path / "home", VIBE_SANDBOX="unsafe"), "test", str(repo))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "1 passed, 1 failed, 1 skipped"
+
+
+def test_demo_help_keeps_sentences_whole(tmp_path: Path) -> None:
+    helped = _vibe(_env(tmp_path / "home", COLUMNS="100"), "demo", "--help").stdout
+    description = helped.split("Options:")[0].split("\n\n")[1:]
+    assert description, helped
+    for paragraph in description:
+        lines = [line.strip() for line in paragraph.strip().splitlines()]
+        # Re-wrapped to the terminal: only a paragraph's last line may stop short.
+        assert all(len(line) > 60 for line in lines[:-1]), paragraph
+    assert "the first attempt fails a test, the failure goes back to the model," in " ".join(helped.split())
