@@ -22,17 +22,22 @@ if TYPE_CHECKING:
 _MAX_PROBLEMS_SHOWN = 10
 
 
-def _human_stats(stats: IndexStats) -> str:
+def _human_stats(stats: IndexStats, *, verbose: bool = False) -> str:
     lines = [
         f"indexed {stats.files} files ({stats.changed} changed): {stats.symbols} symbols, {stats.chunks} chunks, "
         f"{stats.skipped} skipped, in {stats.elapsed_s:.2f}s"
     ]
     if stats.skipped_by_reason:
-        lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped_by_reason.items())))
-    for problem in stats.problems[:_MAX_PROBLEMS_SHOWN]:
-        lines.append(f"problem: {problem}")
-    if len(stats.problems) > _MAX_PROBLEMS_SHOWN:
-        lines.append(f"... and {len(stats.problems) - _MAX_PROBLEMS_SHOWN} more problems")
+        hint = "" if verbose else " (run with --verbose to list them)"
+        lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped_by_reason.items())) + hint)
+    if verbose:
+        from tasks.indexing.models import SKIP_REASONS
+
+        lines.extend(f"skipped {path}: {SKIP_REASONS.get(reason, reason)}" for path, reason in stats.skipped_files)
+    shown = stats.problems if verbose else stats.problems[:_MAX_PROBLEMS_SHOWN]
+    lines.extend(f"problem: {problem}" for problem in shown)
+    if len(stats.problems) > len(shown):
+        lines.append(f"... and {len(stats.problems) - len(shown)} more problems (run with --verbose to list them)")
     return "\n".join(lines)
 
 
@@ -41,8 +46,14 @@ def index(
     path: Annotated[Path, typer.Argument(help="The repository (any directory inside its working tree).")],
     full: Annotated[bool, typer.Option("--full", help="Rebuild the index instead of updating what changed.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Name every skipped file with its reason, and every problem.")
+    ] = False,
 ) -> None:
-    """Index a repository's code for search and repo maps (incremental: only changed files are read)."""
+    """Index a repository's code for search and repo maps (incremental: only changed files are read).
+
+    The JSON object holds the figures and `skipped_files`: each skipped file's path and reason code.
+    """
     settings = load_settings()
     try:
         from flows._dispatch import run_flow
@@ -51,7 +62,8 @@ def index(
         stats = run_flow(index_codebase, settings=settings)(str(path), full=full)
     except VibeError as exc:
         fail(exc)
-    emit(stats.as_dict(), as_json=as_json, human=_human_stats(stats))
+    payload = {**stats.as_dict(), "skipped_files": stats.skipped_as_list()}
+    emit(payload, as_json=as_json, human=_human_stats(stats, verbose=verbose))
 
 
 def _human_hits(hits: list[SearchHit]) -> str:

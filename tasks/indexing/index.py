@@ -232,4 +232,5 @@ def index_repository(
         problems=tuple(sorted(problems)),
         store=str(path),
         reused=len(reused),
+        skipped_files=counts.skipped_files,
     )

@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+# Why a file is not indexed, for people: each reason code of `IndexStats.skipped_files` and `skipped_by_reason`.
+SKIP_REASONS: dict[str, str] = {
+    "binary": "binary (a known binary extension, or a NUL byte in its first 8 KiB)",
+    "huge": "too large (over max_file_bytes)",
+    "vendored": "vendored code (node_modules/, vendor/, third_party/, ...)",
+    "generated": "generated (lock file, minified, protobuf output, a 'do not edit' marker)",
+    "symlink": "a symbolic link",
+    "unreadable": "unreadable (retried on the next run)",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class IndexStats:
@@ -23,6 +33,8 @@ class IndexStats:
         store: where the index lives.
         reused: of `changed`, the files whose content the store had already analysed (for another clone,
             worktree or branch sharing the store), linked without being read.
+        skipped_files: every skipped file as (path, reason code), by path; `SKIP_REASONS` says what each
+            code means.
     """
 
     files: int
@@ -35,6 +47,7 @@ class IndexStats:
     problems: tuple[str, ...] = ()
     store: str = ""
     reused: int = 0
+    skipped_files: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict[str, int | float]:
         """The figures the CLI prints with `--json`: exactly files, changed, symbols, chunks, skipped, elapsed_s."""
@@ -48,6 +61,10 @@ class IndexStats:
         }
 
     model_dump = as_dict
+
+    def skipped_as_list(self) -> list[dict[str, str]]:
+        """`skipped_files` as the CLI prints it with `--json`: `[{"path": ..., "reason": ...}]`."""
+        return [{"path": path, "reason": reason} for path, reason in self.skipped_files]
 
 
 @dataclass(frozen=True, slots=True)

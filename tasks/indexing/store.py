@@ -100,12 +100,13 @@ _TABLES = ("meta", "repos", "contents", "files", "chunks", "defs", "refs", "embe
 
 @dataclass(frozen=True, slots=True)
 class StoreCounts:
-    """Totals of a store: indexed files, definitions, chunks and skipped files by reason."""
+    """Totals of a store: indexed files, definitions, chunks, skipped files by reason and each (path, reason)."""
 
     files: int
     symbols: int
     chunks: int
     skipped_by_reason: dict[str, int]
+    skipped_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def skipped(self) -> int:
@@ -487,11 +488,17 @@ class SQLiteStore:
         """Totals of this repository."""
         db = self._db
         repo = self._repo
-        by_status = dict(db.execute(
-            "SELECT c.status, count(*) FROM files AS f JOIN contents AS c ON c.id = f.content_id "
-            "WHERE f.repo_id = ? GROUP BY c.status", (repo,)
+        skipped_files = tuple(db.execute(
+            "SELECT f.path, c.status FROM files AS f JOIN contents AS c ON c.id = f.content_id "
+            "WHERE f.repo_id = ? AND c.status != 'indexed' ORDER BY f.path", (repo,)
         ).fetchall())
-        files = by_status.pop("indexed", 0)
+        by_status: dict[str, int] = {}
+        for _, status in skipped_files:
+            by_status[status] = by_status.get(status, 0) + 1
+        files = db.execute(
+            "SELECT count(*) FROM files AS f JOIN contents AS c ON c.id = f.content_id "
+            "WHERE f.repo_id = ? AND c.status = 'indexed'", (repo,)
+        ).fetchone()[0]
         symbols = db.execute(
             "SELECT count(*) FROM files AS f JOIN defs AS d ON d.content_id = f.content_id WHERE f.repo_id = ?", (repo,)
         ).fetchone()[0]
@@ -499,7 +506,9 @@ class SQLiteStore:
             "SELECT count(*) FROM files AS f JOIN chunks AS c ON c.content_id = f.content_id WHERE f.repo_id = ?",
             (repo,),
         ).fetchone()[0]
-        return StoreCounts(files=files, symbols=symbols, chunks=chunks, skipped_by_reason=by_status)
+        return StoreCounts(
+            files=files, symbols=symbols, chunks=chunks, skipped_by_reason=by_status, skipped_files=skipped_files
+        )
 
     def search(self, match: str, limit: int) -> list[ChunkRow]:
         """The best `limit` chunks of this repository for an FTS5 MATCH expression, best first."""

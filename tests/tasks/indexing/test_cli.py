@@ -21,7 +21,8 @@ def test_index_then_search_then_map_print_what_the_issue_promises(make_repo: Mak
     result = runner.invoke(app, ["index", str(repo), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert list(payload) == ["files", "changed", "symbols", "chunks", "skipped", "elapsed_s"]
+    assert list(payload) == ["files", "changed", "symbols", "chunks", "skipped", "elapsed_s", "skipped_files"]
+    assert payload["skipped_files"] == []
     assert payload["files"] == 8
     assert payload["changed"] == 8
 
@@ -67,8 +68,36 @@ def test_human_index_output_lists_skips_and_problems(make_repo: MakeRepo) -> Non
     result = runner.invoke(app, ["index", str(repo)])
     assert result.exit_code == 0, result.output
     assert "indexed 2 files (3 changed)" in result.stdout
-    assert "skipped: binary 1" in result.stdout
+    assert "skipped: binary 1 (run with --verbose to list them)" in result.stdout
     assert "problem: bad.py: invalid UTF-8" in result.stdout
+    assert "pic.png" not in result.stdout  # the default stays short
+
+
+_SKIPPING = {
+    "main.py": "def real_code():\n    return 1\n",
+    "assets/logo.png": b"\x89PNG\r\n\x1a\n\0\0\0binary",
+    "node_modules/lib/index.js": "function vendoredThing() {}\n",
+    "big/huge.py": "x = 1\n" * 200_000,
+}
+
+
+def test_index_names_each_skipped_file_with_its_reason_in_json_and_verbose(make_repo: MakeRepo) -> None:
+    repo = make_repo(dict(_SKIPPING))
+    payload = json.loads(runner.invoke(app, ["index", str(repo), "--json"]).stdout)
+    assert payload["skipped"] == 3
+    assert payload["skipped_files"] == [
+        {"path": "assets/logo.png", "reason": "binary"},
+        {"path": "big/huge.py", "reason": "huge"},
+        {"path": "node_modules/lib/index.js", "reason": "vendored"},
+    ]
+    # A second run changes nothing and still names them (they come from the index, not from this run's work).
+    again = runner.invoke(app, ["index", str(repo), "-v"])
+    assert again.exit_code == 0, again.output
+    lines = again.stdout.splitlines()
+    assert "skipped assets/logo.png: binary (a known binary extension, or a NUL byte in its first 8 KiB)" in lines
+    assert "skipped big/huge.py: too large (over max_file_bytes)" in lines
+    assert any(line.startswith("skipped node_modules/lib/index.js: vendored") for line in lines)
+    assert "--verbose" not in again.stdout
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, make_repo: MakeRepo) -> None:
