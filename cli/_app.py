@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -49,7 +50,11 @@ def shown_command(name: str) -> str:
     beside = Path(sys.executable).with_name(name)
     if not beside.is_file():
         return name
-    found = shutil.which(name)
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    if os.environ.get("UV_RUN_RECURSION_DEPTH") and entries and Path(entries[0]).resolve() == beside.parent.resolve():
+        # `uv run` (as `make demo` uses) put this environment first on PATH for this process only.
+        entries = entries[1:]
+    found = shutil.which(name, path=os.pathsep.join(entries))
     if found is not None and Path(found).resolve() == beside.resolve():
         return name
     return str(beside)
