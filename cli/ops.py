@@ -57,7 +57,17 @@ def setup_command(as_json: AsJson = False) -> None:
     emit(payload, as_json=as_json, human="\n".join(lines))
 
 
-def _submit(kind: str, parameters: dict[str, Any], priority: str, key: str | None, as_json: bool) -> None:
+def _submit(
+    kind: str,
+    parameters: dict[str, Any],
+    priority: str,
+    key: str | None,
+    as_json: bool,
+    *,
+    optional: dict[str, Any] | None = None,
+) -> None:
+    """Queue one run of `kind`: `parameters` as given, plus those of `optional` that are set (not None)."""
+    parameters = {**parameters, **{name: value for name, value in (optional or {}).items() if value is not None}}
     settings = load_settings()
     if priority not in _PRIORITIES:
         fail(f"--priority must be one of {', '.join(_PRIORITIES)}, not {priority!r}")
@@ -111,17 +121,15 @@ def submit_test(
     """Queue a run_tests run for PATH."""
     if timeout is not None and timeout <= 0:
         fail("--timeout must be a positive number of seconds")
-    parameters: dict[str, Any] = {"repo_path": _repo(path), "ref": ref}
-    if command is not None:
-        parameters["command"] = command
-    if timeout is not None:
-        parameters["timeout_s"] = timeout
+    repo_path = _repo(path)
+    patch: str | None = None
     if patch_file is not None:
         try:
-            parameters["patch"] = patch_file.read_text(encoding="utf-8")
+            patch = patch_file.read_text(encoding="utf-8")
         except OSError as exc:
             fail(f"cannot read the patch {patch_file}: {exc.strerror}")
-    _submit("test", parameters, priority, key, as_json)
+    optional = {"command": command, "timeout_s": timeout, "patch": patch}
+    _submit("test", {"repo_path": repo_path, "ref": ref}, priority, key, as_json, optional=optional)
 
 
 @submit_app.command(name="pr")
@@ -142,11 +150,9 @@ def submit_pr(
     as_json: AsJson = False,
 ) -> None:
     """Queue an open_pull_request run for PATH."""
-    parameters: dict[str, Any] = {"repo_path": _repo(path), "title": title, "body": body, "draft": draft}
-    for name, value in (("base", base), ("github_repo", github_repo), ("key", pr_key)):
-        if value is not None:
-            parameters[name] = value
-    _submit("pr", parameters, priority, key, as_json)
+    parameters = {"repo_path": _repo(path), "title": title, "body": body, "draft": draft}
+    optional = {"base": base, "github_repo": github_repo, "key": pr_key}
+    _submit("pr", parameters, priority, key, as_json, optional=optional)
 
 
 @submit_app.command(name="run")
@@ -166,11 +172,9 @@ def submit_pipeline(
     as_json: AsJson = False,
 ) -> None:
     """Queue a feature_pipeline run: index, generate, test and repair, open a pull request."""
-    parameters: dict[str, Any] = {"request": request, "repo_path": _repo(repo), "open_pr": not no_pr}
-    for name, value in (("model", model), ("max_attempts", max_attempts), ("github_repo", github_repo)):
-        if value is not None:
-            parameters[name] = value
-    _submit("run", parameters, priority, key, as_json)
+    parameters = {"request": request, "repo_path": _repo(repo), "open_pr": not no_pr}
+    optional = {"model": model, "max_attempts": max_attempts, "github_repo": github_repo}
+    _submit("run", parameters, priority, key, as_json, optional=optional)
 
 
 @app.command(name="status")
