@@ -71,6 +71,7 @@ from uuid import UUID
 
 import anyio
 import anyio.abc
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import Abort, ObjectNotFound, Pause
 from prefect.flows import load_flow_from_flow_run
 from prefect.runner._control_channel import ControlSignalStatus
@@ -270,6 +271,8 @@ class DrainingProcessWorker(ProcessWorker):
             if self._draining and pid is not None:
                 self._record(attempt)
 
+        if attempt.outcome is _Outcome.HANDED_BACK:
+            await self._cancel_unfinished_task_runs(flow_run)
         if attempt.outcome is _Outcome.FAILED:
             # Non-zero: BaseWorker proposes Crashed, so the run does not stay Running.
             return ProcessWorkerResult(status_code=1, identifier=str(pid))
@@ -315,6 +318,35 @@ class DrainingProcessWorker(ProcessWorker):
         if outcome is _Outcome.HANDED_BACK:
             logger.info("Worker %r is stopping: handed flow run %s back to the pool.", self.name, run_id)
         return outcome
+
+    async def _cancel_unfinished_task_runs(self, flow_run: FlowRun) -> None:
+        """Mark Cancelled the task runs a handed-back attempt left Crashed, Running or Pending.
+
+        The engine reports a task that the hand-back's SIGTERM interrupted as Crashed, and a task whose
+        process was stopped before it said anything stays Running; neither is true of the run, which goes on
+        in its next attempt with task runs of its own. Cancelled is what happened (stopped on purpose, not a
+        fault, a final state: nothing waits on it). Only this attempt's task runs (`flow_run_run_count`) are
+        touched, after its process has stopped; the task-run recorder keeps the newest state, so an engine
+        event still on its way cannot turn one back into Crashed.
+        """
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.states import Cancelled
+
+        logger = self.get_flow_run_logger(flow_run)
+        unfinished = {StateType.CRASHED, StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED}
+        message = f"Stopped when worker {self.name!r} handed its flow run back; the flow run's next attempt goes on."
+        try:
+            async with get_client() as client:
+                attempt = (await client.read_flow_run(flow_run.id)).run_count
+                task_runs = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+                )
+                for task_run in task_runs:
+                    if task_run.flow_run_run_count == attempt and task_run.state_type in unfinished:
+                        await client.set_task_run_state(task_run.id, Cancelled(message=message), force=True)
+        except Exception:  # the hand-back itself succeeded; a stale task-run state is only cosmetic
+            logger.exception("Could not mark the unfinished task runs of flow run %s Cancelled", flow_run.id)
 
     def _record(self, attempt: _Attempt) -> None:
         if attempt.flow_run_id in self._report.failed:

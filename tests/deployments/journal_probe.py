@@ -1,10 +1,10 @@
 """A deployed flow for the worker-shutdown tests: a few steps that resume from a journal kept in Redis.
 
-Each step sleeps `step_s` seconds and is then recorded under `{prefix}:journal:{run id}`; a step already
-recorded is skipped, so a run handed back mid-way and started again by another worker does only the steps
-that are left, as the pipeline does with its own journal. While it works it holds one slot of the global
-concurrency limit `limit_name` (when given), as an LLM call holds `vibe-llm-<provider>`, so a test can check
-that a stopped run gives its slot back.
+Each step is a task run (`probe_step`) that sleeps `step_s` seconds and is then recorded under
+`{prefix}:journal:{run id}`; a step already recorded is skipped, so a run handed back mid-way and started again by
+another worker does only the steps that are left, as the pipeline does with its own journal. While it works it
+holds one slot of the global concurrency limit `limit_name` (when given), as an LLM call holds
+`vibe-llm-<provider>`, so a test can check that a stopped run gives its slot back.
 """
 
 from __future__ import annotations
@@ -14,9 +14,21 @@ import json
 import time
 
 import redis
-from prefect import flow
+from prefect import flow, task
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
+
+
+@task(name="probe_step")
+def probe_step(redis_url: str, prefix: str, journal: str, run_id: str, step: int, step_s: float) -> None:
+    """One step: a task run, so a run handed back mid-step has a task run in flight."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        time.sleep(step_s)
+        client.sadd(journal, step)
+        client.rpush(f"{prefix}:steps", json.dumps({"run": run_id, "step": step}))
+    finally:
+        client.close()
 
 
 @flow(name="journal_probe")
@@ -33,9 +45,7 @@ def journal_probe(redis_url: str, prefix: str, steps: int = 5, step_s: float = 1
             for step in range(steps):
                 if client.sismember(journal, step):
                     continue
-                time.sleep(step_s)
-                client.sadd(journal, step)
-                client.rpush(f"{prefix}:steps", json.dumps({"run": run_id, "step": step}))
+                probe_step(redis_url, prefix, journal, run_id, step, step_s)
                 done_here += 1
         client.rpush(f"{prefix}:ends", json.dumps({"run": run_id, "t": time.time(), "did": done_here}))
     finally:

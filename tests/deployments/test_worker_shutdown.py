@@ -25,8 +25,8 @@ import pytest
 import redis
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import catalog
@@ -214,11 +214,21 @@ def test_sigterm_with_a_short_grace_hands_the_run_back_and_another_worker_comple
     # No slot leaked: the deployment's and the flow's global limit are free again (queue rate limits decay).
     _wait_for("every slot free", lambda: set(_run(_active_slots()).values()) == {0}, 30)
 
+    # The step in flight was stopped, not crashed: its task run says Cancelled, and none is left Crashed or
+    # Running (the steps done before it are Completed).
+    _wait_for("every step's task run recorded", lambda: len(_run(_task_runs(run_id))) >= steps_before + 1, 30)
+    first_attempt = _run(_task_runs(run_id))
+    assert sorted(t.state_name or "" for t in first_attempt) == ["Cancelled"] + ["Completed"] * steps_before
+    cancelled = next(t for t in first_attempt if t.state_name == "Cancelled")
+    assert cancelled.state is not None
+    assert "handed its flow run back" in (cancelled.state.message or "")
+
     # Nobody picks it up for longer than the crash automation waits: a handed-back run is not crashed.
     time.sleep(max(0.0, handed_back_at + CRASH_AFTER_S + 8 - time.monotonic()))
     run = _run(_read(run_id))
     assert run.state is not None
     assert run.state.name == "AwaitingRetry", run.state
+    assert {t.state_name for t in _run(_task_runs(run_id))} == {"Cancelled", "Completed"}
 
     # Another worker takes it and it resumes from its journal: every step done exactly once.
     other = f"resume-{uuid.uuid4().hex[:6]}"
@@ -232,6 +242,10 @@ def test_sigterm_with_a_short_grace_hands_the_run_back_and_another_worker_comple
     attempts = [e for e in _events(stack.redis_url, f"{redis_prefix}:starts") if e["run"] == str(run_id)]
     assert len(attempts) == 2
     _wait_for("every slot free", lambda: set(_run(_active_slots()).values()) == {0}, 30)
+    # The finished run's task runs: one Completed per step, and the one cancelled step of the first attempt.
+    _wait_for("the second attempt's task runs", lambda: len(_run(_task_runs(run_id))) >= steps + 1, 30)
+    states = sorted(t.state_name or "" for t in _run(_task_runs(run_id)))
+    assert states == ["Cancelled"] + ["Completed"] * steps
 
     _sigterm(second)  # idle: it stops at once
     assert _exit_code(second, timeout=30) == 0, stack.log(other)[-3000:]
@@ -242,6 +256,11 @@ def test_sigterm_with_a_short_grace_hands_the_run_back_and_another_worker_comple
 def _final(run_id: uuid.UUID) -> bool:
     state = _run(_read(run_id)).state
     return state is not None and state.is_final()
+
+
+async def _task_runs(run_id: uuid.UUID) -> list[TaskRun]:
+    async with get_client() as client:
+        return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
 
 
 async def _count_running() -> int:
