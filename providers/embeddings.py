@@ -9,7 +9,8 @@ unchanged chunk is never embedded twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import httpx2
@@ -21,6 +22,8 @@ from vibe.settings import Settings
 _BATCH = 64
 # Characters per input: embedding models take ~8k tokens; a chunk is capped well below this anyway.
 _MAX_CHARS = 16_000
+# Characters per request (all its inputs): bounds the body a server must take (~1 MB at 4 bytes a character).
+_BATCH_CHARS = 256_000
 
 
 class Embedder(Protocol):
@@ -77,8 +80,7 @@ class OpenAIEmbedder:
             ProviderError: the endpoint failed (retryable for timeouts, 408, 409, 429 and 5xx).
         """
         vectors: list[list[float]] = []
-        for start in range(0, len(texts), _BATCH):
-            batch = [text[:_MAX_CHARS] or " " for text in texts[start : start + _BATCH]]
+        for batch in _batches([text[:_MAX_CHARS] or " " for text in texts]):
             vectors.extend(self._request(batch))
         return vectors
 
@@ -100,14 +102,53 @@ class OpenAIEmbedder:
         except openai.OpenAIError as exc:
             raise ProviderError(f"embeddings request failed: {type(exc).__name__}", provider="openai",
                                 retryable=False) from exc
-        data = sorted(response.data, key=lambda item: item.index)
+        except (ValueError, TypeError) as exc:  # the SDK's parse of a body that is no embeddings list
+            raise ProviderError(f"embeddings endpoint answered a malformed body ({exc})", provider="openai",
+                                retryable=False) from exc
+        data = sorted(response.data or (), key=lambda item: item.index)
         if len(data) != len(batch):
             raise ProviderError(
                 f"embeddings endpoint answered {len(data)} vectors for {len(batch)} inputs",
                 provider="openai",
                 retryable=False,
             )
-        return [list(item.embedding) for item in data]
+        try:
+            vectors = [list(item.embedding) for item in data]
+        except TypeError:  # an item without its embedding
+            vectors = []
+        if not _well_formed(vectors):
+            raise ProviderError(
+                "embeddings endpoint answered malformed vectors (not numbers, not finite, or of unequal lengths)",
+                provider="openai",
+                retryable=False,
+            )
+        return vectors
+
+
+def _batches(texts: list[str]) -> Iterator[list[str]]:
+    """`texts` in requests of at most `_BATCH` inputs and `_BATCH_CHARS` characters (one input may be alone)."""
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        if batch and (len(batch) >= _BATCH or size + len(text) > _BATCH_CHARS):
+            yield batch
+            batch, size = [], 0
+        batch.append(text)
+        size += len(text)
+    if batch:
+        yield batch
+
+
+def _well_formed(vectors: list[list[float]]) -> bool:
+    """Every vector a non-empty list of finite numbers, all of one length."""
+    if not vectors or not vectors[0]:
+        return False
+    length = len(vectors[0])
+    return all(
+        len(vector) == length
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vector)
+        for vector in vectors
+    )
 
 
 def embedder_from_settings(settings: Settings, *, http_client: httpx2.Client | None = None) -> OpenAIEmbedder | None:

@@ -1,15 +1,16 @@
 """Search a repository's index: BM25 over identifier-aware terms, with a boost for definitions.
 
-Hybrid when an embedder is given: the lexical candidates are re-ranked by reciprocal rank fusion of their
-BM25 rank and their cosine similarity to the query. Vectors are cached in the index store under a key that
-hashes the model and the text, so a chunk is embedded once. If the embedding endpoint fails, the search
-answers with the lexical ranking and logs why: embeddings improve search, they never break it.
+Hybrid when an embedder is given: the files closest in meaning to the query, by exact cosine kNN over the
+vectors of all the repository's chunks (`tasks.indexing.vectors`), are fused with the lexical file ranking by
+reciprocal rank fusion, so a file that shares no word with the query can be found. Vectors are kept in the
+index store under a key that hashes the model and the text, so a chunk is embedded once. If the embedding
+endpoint fails, the search answers with the lexical ranking and logs why: embeddings improve search, they
+never break it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from tasks.indexing.rank import Query, parse_query, rank_files
 from tasks.indexing.scan import find_repository
 from tasks.indexing.store import ChunkRow, Store
 from tasks.indexing.terms import fts_match, split_identifier
+from tasks.indexing.vectors import nearest_files
 from vibe.errors import ExternalError, InputError
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ _DEFINES_NAME = 1.4
 _NAMED_BY_WORDS = 2.0
 # Name words that say nothing on their own (`get_in` is named by "get").
 _NAME_FILLER = frozenset({"in", "of", "to", "by", "on", "at", "is", "as", "or", "and", "for", "from", "with"})
-# Files ranked (and their chunks looked at) per search at least: the candidates the embeddings may re-order.
+# Files of each side that hybrid search fuses, at least.
 _MIN_FILES = 20
 # Reciprocal rank fusion's constant (the usual 60): ranks matter, raw scores of the two kinds never mix.
 _RRF_K = 60
@@ -57,48 +59,32 @@ def _boost(row: ChunkRow, wanted: set[str], words: frozenset[str] = frozenset())
     return 1.0
 
 
-def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
-
-
-def _fuse(
-    scored: list[tuple[float, ChunkRow]], query: str, embedder: Embedder, store: Store, wanted: set[str]
-) -> list[tuple[float, ChunkRow]]:
-    """Re-rank lexical candidates (best first) by fusing their rank with their similarity to the query."""
-    from providers.embeddings import embedding_key
-
-    texts = [f"{row.path}\n{row.symbol or ''}\n{row.text}" for _, row in scored]
-    keys = [embedding_key(embedder.model, text) for text in texts]
-    query_key = embedding_key(embedder.model, f"query: {query}")
-    cached = store.vectors([*keys, query_key])
-    missing = {key: text for key, text in zip([*keys, query_key], [*texts, query], strict=True) if key not in cached}
-    if missing:
-        fresh = dict(zip(missing, embedder.embed(list(missing.values())), strict=True))
-        store.save_vectors(fresh)
-        cached.update(fresh)
-    similarity = [_cosine(cached[query_key], cached[key]) for key in keys]
-    by_meaning = sorted(range(len(scored)), key=lambda i: -similarity[i])
-    meaning_rank = {index: rank for rank, index in enumerate(by_meaning)}
-    fused = [
-        (
-            (1.0 / (_RRF_K + lexical + 1) + 1.0 / (_RRF_K + meaning_rank[lexical] + 1)) * _boost(row, wanted),
-            similarity[lexical],
-            row,
-        )
-        for lexical, (_, row) in enumerate(scored)
-    ]
+def _fuse_files(
+    lexical: list[tuple[str, float]], meaning: list[tuple[str, ChunkRow]], limit: int
+) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion of the lexical file ranking and the files closest in meaning, best first."""
+    fused: dict[str, float] = {}
+    for rank, (path, _) in enumerate(lexical):
+        fused[path] = 1.0 / (_RRF_K + rank + 1)
+    meaning_rank = {path: rank for rank, (path, _) in enumerate(meaning)}
+    for path, rank in meaning_rank.items():
+        fused[path] = fused.get(path, 0.0) + 1.0 / (_RRF_K + rank + 1)
     # Equal fused scores (swapped ranks) go to the closer meaning.
-    fused.sort(key=lambda item: (-item[0], -item[1]))
-    return [(score, row) for score, _, row in fused]
+    order = sorted(fused, key=lambda path: (-fused[path], meaning_rank.get(path, len(meaning))))
+    return [(path, fused[path]) for path in order[:limit]]
 
 
 def _best_chunks(
-    store: Store, files: list[tuple[str, float]], identifiers: list[str], wanted: set[str], k: int
+    store: Store,
+    files: list[tuple[str, float]],
+    identifiers: list[str],
+    wanted: set[str],
+    k: int,
+    by_meaning: dict[str, ChunkRow] | None = None,
 ) -> list[tuple[float, ChunkRow]]:
     """The ranked files' best chunks: each file's best first, in file order; then further chunks of those files
-    (by their share of the file's best) while fewer than `k` files matched."""
+    (by their share of the file's best) while fewer than `k` files matched. A file no chunk of which matches
+    the words shows its chunk closest in meaning (`by_meaning`), when it has one."""
     if not files:
         return []
     rows = store.search_in(fts_match(identifiers), [path for path, _ in files])
@@ -110,6 +96,9 @@ def _best_chunks(
     rest: list[tuple[float, ChunkRow]] = []
     for path, score in files:
         chunks = sorted(by_file.get(path, ()), key=lambda pair: -pair[0])
+        closest = (by_meaning or {}).get(path)
+        if closest is not None and (not chunks or chunks[0][1].rank <= 0.0):
+            chunks = [(score, closest)]
         if not chunks:
             continue
         best = chunks[0][0] or 1.0
@@ -139,7 +128,8 @@ def search_code(
         query: what to look for.
         k: how many hits to return (at least 1).
         store_dir: directory of the store, if not the default.
-        embedder: makes the search hybrid (see the module's docstring); None: lexical only.
+        embedder: makes the search hybrid (see the module's docstring): the first hybrid search of a repository
+            embeds its chunks that have no vector yet; None: lexical only.
 
     Returns:
         Hits, best first; paths are relative to the repository root.
@@ -152,14 +142,16 @@ def search_code(
     path = store_path(repository, store_dir)
     try:
         with open_store(repository, store_dir) as store:
-            # The embeddings may re-order more candidates than are returned; the lexical order needs `k` files.
+            # Fusion looks at more files of each side than are returned; the lexical order alone needs `k` files.
             files = rank_files(store, parsed, limit=max(k, _MIN_FILES) if embedder is not None else k)
-            scored = _best_chunks(store, files, identifiers, wanted, k)
-            if embedder is not None and scored:
+            meaning: list[tuple[str, ChunkRow]] = []
+            if embedder is not None:
                 try:
-                    scored = _fuse(scored, query, embedder, store, wanted)
+                    meaning = nearest_files(store, embedder, query, max(k, _MIN_FILES))
                 except ExternalError as exc:
                     _log.warning("embeddings unavailable (%s): lexical ranking only", exc)
+            files = _fuse_files(files, meaning, max(k, _MIN_FILES)) if meaning else files[:k]
+            scored = _best_chunks(store, files, identifiers, wanted, k, dict(meaning))
     except sqlite3.Error as exc:
         raise InputError(f"the index at {path} cannot be read ({exc}): run `vibe index --full`") from exc
     return [_hit(score, row) for score, row in scored[:k]]

@@ -35,7 +35,7 @@ from tasks.indexing.terms import identifier_parts
 from vibe.errors import InputError, LockTimeoutError
 from vibe.fsutil import file_lock
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # BM25 weights of the FTS columns: chunk text, identifier words, names defined in the chunk, file path.
 _WEIGHTS = (1.0, 0.6, 6.0, 1.5)
 # BM25F weights of the file-level FTS columns: path, names defined in the file, the whole text with its words.
@@ -83,6 +83,12 @@ CREATE INDEX IF NOT EXISTS defs_content ON defs (content_id);
 CREATE TABLE IF NOT EXISTS refs (content_id INTEGER NOT NULL, name TEXT NOT NULL, count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS refs_content ON refs (content_id);
 CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS vector_keys (
+    chunk_id INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (chunk_id, model)
+) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
     text, parts, defs, path, content = '', tokenize = "porter unicode61 tokenchars '_'"
 );
@@ -95,7 +101,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS files_fts USING fts5 (
 # (rowid = contents.id) whose values are rebuilt from the content's chunks to delete it (`_file_terms`). Both
 # stem (`porter`): requests are written in prose ("dictionaries", "parsing").
 # The path is part of a content's key because the analysis depends on it (language, the path column).
-_TABLES = ("meta", "repos", "contents", "files", "chunks", "defs", "refs", "embeddings", "chunks_fts", "files_fts")
+# `vector_keys` links a chunk to its vector under a model (the `embeddings` key, which hashes the model and the
+# text), so a search finds which chunks still need a vector without reading and hashing every chunk's text.
+_TABLES = (
+    "meta", "repos", "contents", "files", "chunks", "defs", "refs", "embeddings", "vector_keys", "chunks_fts",
+    "files_fts",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +201,18 @@ class Store(Protocol):
 
     def save_vectors(self, vectors: dict[str, list[float]]) -> None:
         """Cache embedding vectors by key."""
+
+    def unembedded(self, model: str) -> list[tuple[int, ChunkRow]]:
+        """This repository's chunks (id, row) that have no vector under `model` yet."""
+
+    def link_vectors(self, model: str, links: Sequence[tuple[int, str, str]]) -> None:
+        """Link (chunk id, vector key, chunk text) under `model`; a chunk whose text changed meanwhile is left out."""
+
+    def vector_rows(self, model: str) -> tuple[list[int], list[bytes]]:
+        """This repository's chunk ids with a vector under `model`, and those vectors (float32 bytes)."""
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """This repository's chunks by id (rank 0); ids of other repositories' chunks are absent."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -373,6 +396,9 @@ class SQLiteStore:
                 "SELECT 'delete', id, text, parts, defs, ? FROM chunks WHERE content_id = ?",
                 (path_terms(path), content_id),
             )
+        db.execute(
+            "DELETE FROM vector_keys WHERE chunk_id IN (SELECT id FROM chunks WHERE content_id = ?)", (content_id,)
+        )
         for table in ("chunks", "defs", "refs"):
             db.execute(f"DELETE FROM {table} WHERE content_id = ?", (content_id,))  # noqa: S608 - fixed names
 
@@ -618,6 +644,64 @@ class SQLiteStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    def unembedded(self, model: str) -> list[tuple[int, ChunkRow]]:
+        """This repository's chunks (id, row with rank 0) that have no vector under `model` yet, in id order."""
+        rows = self._db.execute(
+            "SELECT c.id, f.path, c.start_line, c.end_line, c.symbol, c.text, c.defs, 0.0 FROM files AS f "
+            "JOIN chunks AS c ON c.content_id = f.content_id "
+            "LEFT JOIN vector_keys AS v ON v.chunk_id = c.id AND v.model = ? "
+            "WHERE f.repo_id = ? AND v.key IS NULL ORDER BY c.id",
+            (model, self._repo),
+        )
+        return [(row[0], ChunkRow(*row[1:])) for row in rows]
+
+    def link_vectors(self, model: str, links: Sequence[tuple[int, str, str]]) -> None:
+        """Link (chunk id, vector key, the chunk's text) under `model`, in one transaction.
+
+        Searches link without the writer lock: a chunk an index run replaced meanwhile (its id reused by
+        another text) is left out rather than linked to a vector of other text.
+        """
+        if not links:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vector_keys (chunk_id, model, key) "
+                "SELECT id, ?, ? FROM chunks WHERE id = ? AND text = ?",
+                [(model, key, chunk_id, text) for chunk_id, key, text in links],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def vector_rows(self, model: str) -> tuple[list[int], list[bytes]]:
+        """This repository's chunk ids that have a vector under `model`, and the vectors (float32 bytes)."""
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        for chunk_id, blob in self._db.execute(
+            "SELECT c.id, e.vector FROM files AS f JOIN chunks AS c ON c.content_id = f.content_id "
+            "JOIN vector_keys AS v ON v.chunk_id = c.id AND v.model = ? JOIN embeddings AS e ON e.key = v.key "
+            "WHERE f.repo_id = ?",
+            (model, self._repo),
+        ):
+            ids.append(chunk_id)
+            blobs.append(blob)
+        return ids, blobs
+
+    def chunks_by_id(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """This repository's chunks by id (rank 0); ids that are no chunk of this repository are absent."""
+        found: dict[int, ChunkRow] = {}
+        for chunk_id in ids:
+            row = self._db.execute(
+                "SELECT f.path, c.start_line, c.end_line, c.symbol, c.text, c.defs, 0.0 FROM chunks AS c "
+                "JOIN files AS f ON f.content_id = c.content_id AND f.repo_id = ? WHERE c.id = ?",
+                (self._repo, chunk_id),
+            ).fetchone()
+            if row is not None:
+                found[chunk_id] = ChunkRow(*row)
+        return found
 
     def close(self) -> None:
         """Close the connection."""
