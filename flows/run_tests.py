@@ -57,7 +57,8 @@ def run_tests(
         # With a patch the code is the pipeline's (the model's): untrusted, bubblewrap required.
         run = call_step(
             run_tests_task, workspace.path, command=command, setup=setup, trusted_code=patch is None,
-            artifact_key="test-results" if progress else None, **runner_options(settings, timeout_s),
+            artifact_key="test-results" if progress else None, shown_as=workspace.repo,
+            **runner_options(settings, timeout_s),
         )  # fmt: skip
     if progress:
         progress.advance(100.0, f"Done: {run.report.summary or run.report.counts_line()}")

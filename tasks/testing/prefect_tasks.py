@@ -42,6 +42,7 @@ def run_tests_task(
     memory_mb: int = 4096,
     env_cache_dir: Path | None = None,
     sandbox: SandboxPolicy = "required",
+    shown_as: Path | None = None,
 ) -> TestRun:
     """Run the tests of `workspace` in the sandbox, on a disposable copy (see `tasks.testing.run_test_suite`).
 
@@ -58,6 +59,7 @@ def run_tests_task(
         memory_mb: address-space limit of each process.
         env_cache_dir: where cached setup environments live.
         sandbox: `VIBE_SANDBOX`: "required" refuses untrusted code without bubblewrap, "unsafe" runs it.
+        shown_as: the path the report, its artifacts and errors name for the workspace (see `run_test_suite`).
 
     Returns:
         The report with its markdown and its failure digest normalised against `workspace`; `ok` says whether
@@ -71,11 +73,11 @@ def run_tests_task(
         raise InputError(f"artifact key {artifact_key!r}: use lowercase letters, digits and dashes (test-results)")
     report = run_test_suite(
         workspace, command=command, setup=setup, trusted_code=trusted_code, timeout_s=timeout_s,
-        memory_mb=memory_mb, env_cache_dir=env_cache_dir, sandbox=sandbox,
+        memory_mb=memory_mb, env_cache_dir=env_cache_dir, sandbox=sandbox, shown_as=shown_as,
     )  # fmt: skip
     if artifact_key is not None and (TaskRunContext.get() or FlowRunContext.get()) is not None:
         publish_test_artifacts(report, key=artifact_key)
-    return TestRun.of(report, workspace=workspace)
+    return TestRun.of(report, workspace=workspace if shown_as is None else shown_as)
 
 
 def publish_test_artifacts(report: TestReport, *, key: str = "test-results") -> None:

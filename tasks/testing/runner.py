@@ -342,6 +342,7 @@ def run_test_suite(
     sandbox: SandboxPolicy = "required",
     trusted_code: bool = False,
     use_bwrap: bool | None = None,
+    shown_as: Path | None = None,
 ) -> TestReport:
     """Run the test suite of `workspace` in the sandbox, on a disposable copy, and report every test.
 
@@ -374,6 +375,8 @@ def run_test_suite(
             without bubblewrap under either policy, with the warning. Leave False for anything the model wrote.
         use_bwrap: True requires bubblewrap; None (the default) uses it where it works; False disables it, which
             only trusted code or the "unsafe" policy may do.
+        shown_as: the path the report and errors name for the workspace (default: the workspace's own); the
+            `run_tests` flow passes the user's repository, of which the workspace is an exported copy.
 
     Returns:
         The report; `report.ok` says whether the suite passed.
@@ -387,6 +390,7 @@ def run_test_suite(
     workspace = Path(workspace).expanduser().resolve()
     if not workspace.is_dir():
         raise InputError(f"{workspace} is not a directory: nothing to test")
+    shown = workspace if shown_as is None else Path(shown_as)
     bwrap, warning = _choose_bwrap(use_bwrap, sandbox=sandbox, trusted_code=trusted_code)
     if warning is not None:
         logger.warning("test run of %s without bubblewrap: %s", workspace, warning)
@@ -396,13 +400,18 @@ def run_test_suite(
     try:
         tree = run_dir / "work" / workspace.name
         _copy_tree(workspace, tree)
-        report = _run_on_copy(
-            tree, run_dir=run_dir, command=_to_tree(command, tree, workspace), setup=setup, limits=limits,
-            rerun_failures=rerun_failures, env_cache_dir=env_cache_dir, max_reruns=max_reruns, use_bwrap=bwrap,
-            started=started,
-        )  # fmt: skip
+        try:
+            report = _run_on_copy(
+                tree, run_dir=run_dir, command=_to_tree(command, tree, workspace), setup=setup, limits=limits,
+                rerun_failures=rerun_failures, env_cache_dir=env_cache_dir, max_reruns=max_reruns, use_bwrap=bwrap,
+                started=started,
+            )  # fmt: skip
+        except InputError as exc:
+            if str(tree) not in str(exc):
+                raise
+            raise InputError(_unmap(str(exc), tree, shown)) from None  # name the workspace, not the copy
         report = report.model_copy(update={"isolation": _with_warning(report.isolation, warning)})
-        return _report_for_workspace(report, tree, workspace)
+        return _report_for_workspace(report, tree, shown)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 

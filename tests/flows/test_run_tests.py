@@ -11,6 +11,7 @@ import pytest
 
 from flows.run_tests import run_tests
 from tasks.testing import TestReport
+from vibe.errors import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +96,24 @@ def test_flow_reports_failures_as_a_result(tmp_path: Path) -> None:
     outcomes = {t.id: t.outcome for t in report.tests}
     assert outcomes == {"test_calc.py::test_add": "failed", "test_calc.py::test_zero": "passed"}
     assert "FAILED test_calc.py::test_add" in report.failure_digest()
+
+
+def test_reports_and_errors_name_the_users_repository_not_the_scratch_copy(tmp_path: Path) -> None:
+    # The workspace is an exported copy in a scratch directory the user never sees: a skip reason, and the
+    # "no tests" error, name the repository the user passed.
+    repo = make_repo(tmp_path)
+    (repo / "test_later.py").write_text("import pytest\n\n\ndef test_later():\n    pytest.skip('not yet')\n")
+    report = run_tests.fn(str(repo), command=None, timeout_s=120, patch=FIX, include_uncommitted=True)
+    skipped = next(t for t in report.tests if t.outcome == "skipped")
+    assert skipped.message.startswith(f"{repo.resolve()}/test_later.py:"), skipped.message
+    assert "vibe-ws-" not in report.model_dump_json()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("nothing to test\n")
+    subprocess.run(["git", "init", "-q"], cwd=empty, check=True)
+    subprocess.run(["git", "add", "."], cwd=empty, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "docs"], cwd=empty, check=True)
+    with pytest.raises(InputError, match="found no tests") as raised:
+        run_tests.fn(str(empty))
+    assert f"found no tests to run in {empty.resolve()}:" in str(raised.value)

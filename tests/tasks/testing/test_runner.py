@@ -355,8 +355,9 @@ def test_bad_inputs_are_input_errors(make_repo: MakeRepo, tmp_path: Path) -> Non
     with pytest.raises(InputError, match="not a directory"):
         run_test_suite(tmp_path / "missing")
     repo = make_repo({"README.md": "# nothing to test\n"})
-    with pytest.raises(InputError, match="found no tests"):
+    with pytest.raises(InputError, match="found no tests") as raised:
         run_test_suite(repo)
+    assert f"found no tests to run in {repo.resolve()}:" in str(raised.value)  # the user's path, not the copy's
     with pytest.raises(InputError, match="command not found: 'no-such-test-runner'"):
         run_test_suite(repo, command="no-such-test-runner --all")
 
