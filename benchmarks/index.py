@@ -11,7 +11,12 @@ machine the figures are noisy.
 On a loaded machine read `full_index_cpu_s`, `ctags_cpu_s` and `idle_estimate_over_ctags` (the index's CPU
 time spread over all cores, against ctags' CPU time): wall-clock ratios there mostly measure the load.
 
-Usage: `uv run python benchmarks/index.py [--keep DIR]`
+`--vectors DIMS` also measures the vector side of hybrid search with an in-process embedder of DIMS
+dimensions (deterministic pseudo-random vectors, no endpoint): embedding and linking every chunk on the first
+hybrid search (the endpoint's own time excluded), the matrix's memory, reading it from the store, and the
+hybrid search p50 once it is cached.
+
+Usage: `uv run python benchmarks/index.py [--keep DIR] [--vectors DIMS]`
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tasks.indexing import build_repo_map, index_repository, search_code
@@ -77,9 +83,53 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+class _HashEmbedder:
+    """Deterministic vectors from each text's hash: the endpoint's cost left out, the store's and numpy's kept."""
+
+    def __init__(self, dims: int) -> None:
+        self.model = f"bench-hash-{dims}"
+        self.dims = dims
+        self.texts = 0
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import hashlib
+
+        import numpy as np
+
+        self.texts += len(texts)
+        return [
+            np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode("utf-8", "replace")).digest()[:8]))
+            .standard_normal(self.dims, dtype=np.float32).tolist()
+            for t in texts
+        ]
+
+
+def _vector_figures(repo: Path, queries: list[str], dims: int) -> dict[str, object]:
+    from tasks.indexing import vectors
+
+    embedder = _HashEmbedder(dims)
+    first_s, _ = _timed(search_code, repo, queries[0], k=10, embedder=embedder)
+    with open_store(open_repository(repo)) as store:
+        ids, matrix = vectors._matrix(store, embedder.model, dims)
+        vectors.forget_matrices()
+        load_s, _ = _timed(vectors._matrix, store, embedder.model, dims)
+    latencies = [_timed(search_code, repo, query, k=10, embedder=embedder)[0] for query in queries]
+    return {
+        "dims": dims,
+        "chunks_embedded": embedder.texts - 1,
+        "first_hybrid_search_s": round(first_s, 2),
+        "matrix_mb": round(matrix.nbytes / 2**20, 1),
+        "matrix_rows": len(ids),
+        "matrix_load_s": round(load_s, 3),
+        "hybrid_search_p50_ms": round(1000 * statistics.median(latencies), 2),
+        "hybrid_search_p95_ms": round(1000 * _percentile(latencies, 0.95), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", type=Path, help="Build the tree in this directory and keep it.")
+    parser.add_argument("--vectors", type=int, metavar="DIMS", help="Also measure the vector side at DIMS.")
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="vibe-index-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +219,8 @@ def main() -> None:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
+        if args.vectors:
+            figures["vectors"] = _vector_figures(repo, queries, args.vectors)
         print(json.dumps(figures, indent=2))
     finally:
         if args.keep is None:

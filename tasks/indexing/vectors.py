@@ -102,7 +102,9 @@ def nearest_files(store: Store, embedder: Embedder, query: str, limit: int) -> l
     """
     import numpy as np
 
-    embed_missing(store, embedder)
+    # A matrix cached at the store's current generation was built after every chunk of it had its vector.
+    if _cache_key(store, embedder.model) not in _matrices:
+        embed_missing(store, embedder)
     wanted = np.asarray(query_vector(store, embedder, query), dtype=np.float32)
     norm = float(np.linalg.norm(wanted))
     ids, matrix = _matrix(store, embedder.model, len(wanted))
@@ -123,6 +125,11 @@ def nearest_files(store: Store, embedder: Embedder, query: str, limit: int) -> l
             if len(files) >= limit:
                 break
     return list(files.items())
+
+
+def forget_matrices() -> None:
+    """Free every matrix this process cached (the next hybrid search reads its repository's vectors again)."""
+    _matrices.clear()
 
 
 def _cache_key(store: Store, model: str) -> tuple[str, str, str, int] | None:
@@ -152,10 +159,15 @@ def _matrix(
     ids, blobs = store.vector_rows(model)
     size = 4 * dimensions
     keep = [i for i, blob in enumerate(blobs) if len(blob) == size]
-    matrix = np.frombuffer(b"".join(blobs[i] for i in keep), dtype=np.float32).reshape(len(keep), dimensions)
+    # Filled row by row and normalised in place: the peak is the blobs plus one matrix, not several copies.
+    matrix = np.empty((len(keep), dimensions), dtype=np.float32)
+    for row, i in enumerate(keep):
+        matrix[row] = np.frombuffer(blobs[i], dtype=np.float32)
+    del blobs
     norms = np.linalg.norm(matrix, axis=1)
     norms[norms == 0.0] = 1.0
-    entry = (np.asarray([ids[i] for i in keep], dtype=np.int64), (matrix / norms[:, None]).astype(np.float32))
+    matrix /= norms[:, None]
+    entry = (np.asarray([ids[i] for i in keep], dtype=np.int64), matrix)
     if key is not None:
         _matrices[key] = entry
         while len(_matrices) > _CACHED_MATRICES:
