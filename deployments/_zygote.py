@@ -60,6 +60,10 @@ class _Job:
     env: dict[str, str]
     cwd: str
     quiet: bool
+    # Secret block names the worker read and their values: kept in the child's memory only (never its
+    # environment) for its `export_secrets` step; the zygote drops them with the request once it has forked.
+    secret_names: tuple[str, ...] | None = None
+    secret_values: dict[str, str] | None = None
 
 
 def _set_parent_death_signal(sig: int) -> None:
@@ -151,7 +155,15 @@ class _Zygote:
         if problems:
             _send(self.replies, {"op": "error", "id": request["id"], "error": "; ".join(problems)})
             return None
-        job = _Job(env=dict(request["env"]), cwd=str(request["cwd"]), quiet=bool(request.get("quiet")))
+        handed = request.pop("secrets", None)
+        job = _Job(
+            env=dict(request["env"]),
+            cwd=str(request["cwd"]),
+            quiet=bool(request.get("quiet")),
+            secret_names=tuple(handed["names"]) if handed else None,
+            secret_values=dict(handed["values"]) if handed else None,
+        )
+        del handed
         sys.stdout.flush()
         sys.stderr.flush()
         # SIGTERM stays blocked across the fork: the child must not run the zygote's handler.
@@ -224,6 +236,10 @@ def _become_child(zygote: _Zygote, job: _Job) -> None:
     if sys.path and sys.path[0] in ("", os.path.realpath(os.getcwd())):
         sys.path[0] = job.cwd
     random.seed()  # not the zygote's sequence: every child would draw the same numbers
+    if job.secret_names is not None and job.secret_values is not None:
+        from deployments._secrets import hand_over
+
+        hand_over(job.secret_names, job.secret_values)
     import prefect.context
     import prefect.logging.configuration
 

@@ -25,10 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
+from prefect.logging import get_logger
 from prefect.runner._process_manager import ProcessHandle, create_isolated_termination_scope
 from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 
+from deployments._secrets import SecretCache
+from deployments.steps import QUEUE_ENV
 from vibe.errors import OrchestrationError
 
 if TYPE_CHECKING:
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
     from prefect.runner._control_channel import ControlChannel
 
 READY_TIMEOUT_S = 180.0
+
+#: What a worker hands a forked run: the Secret block names it read, and the values of those that exist.
+HandedSecrets = tuple[tuple[str, ...], dict[str, str]]
 
 
 def engine_env(
@@ -185,14 +191,23 @@ class Zygote:
                 child.ended.set_result(-9)
         self._children.clear()
 
-    async def fork(self, env: Mapping[str, str], cwd: Path, *, quiet: bool = False) -> ForkedProcess:
-        """Fork one child that runs `prefect.engine` with `env` in `cwd`; returns once it exists."""
+    async def fork(
+        self, env: Mapping[str, str], cwd: Path, *, quiet: bool = False, secrets: HandedSecrets | None = None
+    ) -> ForkedProcess:
+        """Fork one child that runs `prefect.engine` with `env` in `cwd`; returns once it exists.
+
+        `secrets` (Secret block names read and their values) reach only the child's memory, for its
+        `export_secrets` step (see `deployments._secrets`).
+        """
         await self.start()
         self._next_id += 1
         request_id = self._next_id
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._forks[request_id] = future
-        data = json.dumps({"op": "fork", "id": request_id, "env": dict(env), "cwd": str(cwd), "quiet": quiet})
+        request: dict[str, Any] = {"op": "fork", "id": request_id, "env": dict(env), "cwd": str(cwd), "quiet": quiet}
+        if secrets is not None:
+            request["secrets"] = {"names": list(secrets[0]), "values": secrets[1]}
+        data = json.dumps(request)
         try:
             os.write(self._requests, (data + "\n").encode())
         except OSError as exc:
@@ -233,12 +248,26 @@ class PreforkStarter:
         env: Mapping[str, str | None],
         stream_output: bool,
         control_channel: ControlChannel | None,
+        secrets: SecretCache | None = None,
     ) -> None:
         self._zygote = zygote
         self._cwd = cwd
         self._env = env
         self._stream_output = stream_output
         self._control_channel = control_channel
+        self._secrets = secrets
+
+    async def _handed_secrets(self, flow_run: FlowRun) -> HandedSecrets | None:
+        if self._secrets is None:
+            return None
+        try:
+            return self._secrets.names, await self._secrets.get()
+        except Exception as exc:  # noqa: BLE001 - the run then reads its Secret blocks itself
+            logger = get_logger("vibe.prefork")
+            logger.warning(
+                "Could not read the Secret blocks for flow run %s (it reads them itself): %r", flow_run.id, exc
+            )
+            return None
 
     async def start(
         self, flow_run: FlowRun, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
@@ -255,7 +284,10 @@ class PreforkStarter:
                 pass  # no loopback listener: kill-only cancellation, as EngineCommandStarter falls back
         try:
             env = engine_env(flow_run, self._env, control_env)
-            child = await self._zygote.fork(env, self._cwd, quiet=not self._stream_output)
+            if flow_run.work_queue_name:
+                env[QUEUE_ENV] = flow_run.work_queue_name  # admit_run need not read the run for it
+            secrets = await self._handed_secrets(flow_run)
+            child = await self._zygote.fork(env, self._cwd, quiet=not self._stream_output, secrets=secrets)
         except BaseException:
             if registered and self._control_channel is not None:
                 self._control_channel.unregister(flow_run.id)

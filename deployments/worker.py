@@ -89,7 +89,9 @@ from prefect.utilities.processutils import command_from_string
 from prefect.utilities.services import critical_service_loop
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
 
+from deployments import catalog
 from deployments._client import api_url, prefect_api
+from deployments._secrets import SecretCache
 from deployments.prefork import PreforkStarter, Zygote, deployed_flow_modules
 from deployments.steps import project_root
 from vibe.errors import ConfigError
@@ -183,6 +185,8 @@ class DrainingProcessWorker(ProcessWorker):
         super().__init__(*args, **kwargs)
         # With a zygote (the prefork launch), runs that use the engine command are forked from it.
         self._zygote = zygote
+        # Forked runs get the Secret block values from here (one API read per TTL), not one read per block each.
+        self._secrets = SecretCache(catalog.SECRET_BLOCKS.values()) if zygote is not None else None
         self._attempts: dict[UUID, _Attempt] = {}
         self._draining = False
         self._handing_back = False
@@ -199,6 +203,7 @@ class DrainingProcessWorker(ProcessWorker):
                 env=configuration.env,
                 stream_output=configuration.stream_output,
                 control_channel=ctx.control_channel,
+                secrets=self._secrets,
             )
             return ctx.create_executor(
                 flow_run, prefork, resolve_flow=load_flow_from_flow_run, propose_submitting=False

@@ -6,6 +6,7 @@ process kills itself with SIGKILL), `sleep` (sleeps `hold_s`, for a worker kille
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -19,7 +20,7 @@ from prefect.runtime import flow_run
 
 @flow(name="crash_probe")
 def crash_probe(redis_url: str, prefix: str, how: str = "return", hold_s: float = 0.0) -> str:
-    """Record pid, parent pid, session and a random draw under `prefix:procs`, then end as `how` says."""
+    """Record pid, parent pid, session, a random draw and a token fingerprint in `prefix:procs`; end as `how` says."""
     client = redis.Redis.from_url(redis_url)
     record = {
         "run": str(flow_run.id),
@@ -28,6 +29,8 @@ def crash_probe(redis_url: str, prefix: str, how: str = "return", hold_s: float 
         "sid": os.getsid(0),
         "random": random.random(),
         "flow_run_env": os.environ.get("PREFECT__FLOW_RUN_ID"),
+        # A fingerprint of the token the pull step exported, never the token itself.
+        "github_token_sha256": hashlib.sha256(os.environ.get("GITHUB_TOKEN", "").encode()).hexdigest(),
         "t": time.time(),
     }
     client.rpush(f"{prefix}:procs", json.dumps(record))

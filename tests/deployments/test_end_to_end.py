@@ -198,8 +198,9 @@ def test_setup_twice_creates_everything_once_and_deploy_registers_every_flow(sta
     assert {q: queues[q] for q in catalog.QUEUES} == {"critical": 1, "high": 2, "medium": 3, "low": 4}
     assert limit == {"limit": RATE, "decay": pytest.approx(RATE / 60)}
     assert names == sorted(stack.deployed)
-    # Nothing secret is stored in a deployment: the pull step carries references, not values.
-    assert "{{ prefect.blocks.secret.vibe-github-token }}" in (ROOT / "prefect.yaml").read_text()
+    # Nothing secret is stored in a deployment: the pull step carries Secret block names, not values.
+    (step,) = yaml.safe_load((ROOT / "prefect.yaml").read_text())["pull"]
+    assert step["deployments.steps.prepare_run"]["blocks"] == catalog.SECRET_BLOCKS
 
 
 def test_runs_submitted_by_vibe_submit_the_python_api_and_prefect_deployment_run_complete(
@@ -242,7 +243,6 @@ def test_runs_submitted_by_vibe_submit_the_python_api_and_prefect_deployment_run
     assert status["progress"] == 100.0
     assert any(a["key"] == "cleanup-report" for a in status["artifacts"])
     assert run_status(stack.settings, first).final
-
 
 
 def _states(runs: list[Any]) -> list[tuple[str, str | None, str | None]]:
