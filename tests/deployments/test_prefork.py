@@ -8,120 +8,63 @@ pull steps, real `vibe worker` subprocesses (the default launch: prefork).
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-from deployments.localstack import LocalPrefect, stop_process_group
+from deployments.localstack import stop_process_group
+from tests.deployments.conftest import ProbeStack, final_run, probe_server, submit, sync, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOYMENT = "crash_probe/crash-probe"
-
-
-@dataclass
-class Stack:
-    prefect: LocalPrefect
-    redis_url: str
-
-    def worker(self, name: str) -> subprocess.Popen[bytes]:
-        return self.prefect.start_vibe_worker("vibe", name=name, grace_s=5, cwd=ROOT)
-
-    def log(self, name: str) -> str:
-        return self.prefect.worker_log(name).read_text(errors="replace")
-
-
-def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
+# The GitHub token `vibe setup` puts in its Secret block: forked runs get it from their worker, through the fork.
+TOKEN = f"ghp_prefork_{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("prefork")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ProbeStack]:
+    probe = {
+        "name": "crash-probe",
+        "entrypoint": "tests/deployments/crash_probe.py:crash_probe",
+        "concurrency_limit": 2,
+        "work_pool": {"name": "vibe", "work_queue_name": "medium"},
+    }
     env = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
-    with LocalPrefect(home, env=env) as prefect:
-        client_env = prefect.client_env()
-        out = subprocess.run(
-            [sys.executable, "-m", "cli", "setup", "--json"], cwd=ROOT, env=client_env, capture_output=True, text=True
-        )
-        assert out.returncode == 0, out.stderr
-        config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-        config["deployments"] = [
-            {
-                "name": "crash-probe",
-                "entrypoint": "tests/deployments/crash_probe.py:crash_probe",
-                "tags": ["vibe"],
-                "concurrency_limit": 2,
-                "schedules": [],
-                "work_pool": {"name": "vibe", "work_queue_name": "medium"},
-            }
-        ]
-        deploy_file = home / "prefect.yaml"
-        deploy_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        out = subprocess.run(
-            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(deploy_file)],
-            cwd=ROOT, env=client_env, capture_output=True, text=True,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        with temporary_settings({PREFECT_API_URL: prefect.api_url}):
-            yield Stack(prefect, redis_url)
+    home = tmp_path_factory.mktemp("prefork")
+    with probe_server(home, redis_url, deployment=probe, env=env, setup_env={"GITHUB_TOKEN": TOKEN}) as stack:
+        yield stack
 
 
-async def _submit(parameters: dict[str, Any]) -> uuid.UUID:
+def _submit(stack: ProbeStack, parameters: dict[str, Any]) -> uuid.UUID:
+    (run_id,) = sync(submit(stack.deployment, parameters))
+    return run_id
+
+
+async def _deployment_slots(stack: ProbeStack) -> int:
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name(DEPLOYMENT)
-        run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
-        return run.id
-
-
-async def _read(run_id: uuid.UUID) -> FlowRun:
-    async with get_client() as client:
-        return await client.read_flow_run(run_id)
-
-
-async def _deployment_slots() -> int:
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        deployment = await client.read_deployment_by_name(stack.deployment)
         assert deployment.global_concurrency_limit is not None
         return deployment.global_concurrency_limit.active_slots
 
 
-def _procs(stack: Stack, prefix: str) -> dict[str, dict[str, Any]]:
+def _procs(stack: ProbeStack, prefix: str) -> dict[str, dict[str, Any]]:
     client = redis.Redis.from_url(stack.redis_url)
     try:
         return {r["run"]: r for r in (json.loads(item) for item in client.lrange(f"{prefix}:procs", 0, -1))}
     finally:
         client.close()
-
-
-def _wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s"
-        time.sleep(0.5)
-
-
-def _final(run_id: uuid.UUID) -> FlowRun | None:
-    run: FlowRun = _run(_read(run_id))
-    return run if run.state is not None and run.state.is_final() else None
 
 
 def _alive(pid: int) -> bool:
@@ -132,15 +75,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _zygote_pid(stack: Stack, name: str) -> int:
-    _wait_for("the zygote ready", lambda: "Prefork launch: zygote" in stack.log(name), 120)
+def _zygote_pid(stack: ProbeStack, name: str) -> int:
+    wait_for("the zygote ready", lambda: "Prefork launch: zygote" in stack.log(name), 120)
     found = re.search(r"Prefork launch: zygote (\d+)", stack.log(name))
     assert found is not None
     return int(found.group(1))
 
 
 @pytest.fixture
-def worker(stack: Stack) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def worker(stack: ProbeStack) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     name = f"prefork-{uuid.uuid4().hex[:6]}"
     proc = stack.worker(name)
     yield name, proc
@@ -148,19 +91,19 @@ def worker(stack: Stack) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 
 def test_a_forked_run_completes_in_its_own_process_and_frees_its_slot(
-    stack: Stack, redis_prefix: str, worker: tuple[str, subprocess.Popen[bytes]]
+    stack: ProbeStack, redis_prefix: str, worker: tuple[str, subprocess.Popen[bytes]]
 ) -> None:
     name, proc = worker
     zygote = _zygote_pid(stack, name)
     params = {"redis_url": stack.redis_url, "prefix": redis_prefix}
-    runs = [_run(_submit(params)) for _ in range(3)]
-    _wait_for("the runs finished", lambda: all(_final(r) for r in runs), 120)
+    runs = [_submit(stack, params) for _ in range(3)]
+    wait_for("the runs finished", lambda: all(final_run(r) for r in runs), 120)
     for run_id in runs:
-        done = _final(run_id)
+        done = final_run(run_id)
         assert done is not None
         assert done.state is not None
         assert done.state.is_completed(), done.state
-    assert _run(_deployment_slots()) == 0
+    assert sync(_deployment_slots(stack)) == 0
     procs = _procs(stack, redis_prefix)
     assert set(procs) == {str(r) for r in runs}
     for run_id, record in procs.items():
@@ -171,50 +114,65 @@ def test_a_forked_run_completes_in_its_own_process_and_frees_its_slot(
     assert len({r["pid"] for r in procs.values()}) == 3
     assert len({r["random"] for r in procs.values()}) == 3, "children must not share the zygote's random state"
     # A run is Completed a moment before its process has exited: then the zygote reaps it.
-    _wait_for("every child reaped", lambda: not any(_alive(r["pid"]) for r in procs.values()), 20)
+    wait_for("every child reaped", lambda: not any(_alive(r["pid"]) for r in procs.values()), 20)
     assert proc.poll() is None
+
+    # The Secret block's value reached each run (the worker hands it over through the fork), and it is in no
+    # environment but the run's own: not the worker's, not the zygote's; and in no log.
+    fingerprint = hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert {r["github_token_sha256"] for r in procs.values()} == {fingerprint}
+    for pid in (proc.pid, zygote):
+        assert TOKEN.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+    assert TOKEN not in stack.log(name)
+    assert TOKEN not in sync(_log_text(runs))
+
+
+async def _log_text(run_ids: list[uuid.UUID]) -> str:
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
+        return "\n".join(log.message for log in logs)
 
 
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_a_child_that_dies_is_marked_crashed_and_the_worker_carries_on(
-    stack: Stack, redis_prefix: str, worker: tuple[str, subprocess.Popen[bytes]], how: str
+    stack: ProbeStack, redis_prefix: str, worker: tuple[str, subprocess.Popen[bytes]], how: str
 ) -> None:
     name, proc = worker
     _zygote_pid(stack, name)
     params = {"redis_url": stack.redis_url, "prefix": redis_prefix}
-    crashed = _run(_submit({**params, "how": how}))
-    _wait_for("the dead run ended", lambda: _final(crashed) is not None, 120)
-    ended = _final(crashed)
+    crashed = _submit(stack, {**params, "how": how})
+    wait_for("the dead run ended", lambda: final_run(crashed) is not None, 120)
+    ended = final_run(crashed)
     assert ended is not None
     assert ended.state is not None
     assert ended.state.is_crashed(), ended.state
-    assert _run(_deployment_slots()) == 0
+    assert sync(_deployment_slots(stack)) == 0
 
-    after = _run(_submit(params))
-    _wait_for("the next run finished", lambda: _final(after) is not None, 120)
-    done = _final(after)
+    after = _submit(stack, params)
+    wait_for("the next run finished", lambda: final_run(after) is not None, 120)
+    done = final_run(after)
     assert done is not None
     assert done.state is not None
     assert done.state.is_completed(), done.state
     assert proc.poll() is None, stack.log(name)[-3000:]
 
 
-def test_a_killed_worker_takes_its_flow_processes_with_it(stack: Stack, redis_prefix: str) -> None:
+def test_a_killed_worker_takes_its_flow_processes_with_it(stack: ProbeStack, redis_prefix: str) -> None:
     name = f"killed-{uuid.uuid4().hex[:6]}"
     proc = stack.worker(name)
     try:
         zygote = _zygote_pid(stack, name)
-        run_id = _run(_submit({"redis_url": stack.redis_url, "prefix": redis_prefix, "how": "sleep", "hold_s": 600}))
-        _wait_for("the run started", lambda: str(run_id) in _procs(stack, redis_prefix), 120)
+        run_id = _submit(stack, {"redis_url": stack.redis_url, "prefix": redis_prefix, "how": "sleep", "hold_s": 600})
+        wait_for("the run started", lambda: str(run_id) in _procs(stack, redis_prefix), 120)
         child = _procs(stack, redis_prefix)[str(run_id)]["pid"]
 
         os.kill(proc.pid, signal.SIGKILL)  # the worker alone: no chance to hand anything back
         proc.wait(timeout=10)
-        _wait_for("the flow-run process gone", lambda: not _alive(child), 20)
-        _wait_for("the zygote gone", lambda: not _alive(zygote), 20)
+        wait_for("the flow-run process gone", lambda: not _alive(child), 20)
+        wait_for("the zygote gone", lambda: not _alive(zygote), 20)
         # The zygote SIGTERMed the child before it went: the engine reported its run Crashed itself.
-        _wait_for("the run crashed", lambda: _final(run_id) is not None, 90)
-        ended = _final(run_id)
+        wait_for("the run crashed", lambda: final_run(run_id) is not None, 90)
+        ended = final_run(run_id)
         assert ended is not None
         assert ended.state is not None
         assert ended.state.is_crashed(), ended.state

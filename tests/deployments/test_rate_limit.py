@@ -8,88 +8,54 @@ the assertions count starts against what the rate allows.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import catalog
-from deployments.localstack import LocalPrefect, stop_process_group
+from deployments.localstack import stop_process_group
 from deployments.steps import AWAITING_RATE_LIMIT
+from tests.deployments.conftest import ProbeStack, probe_server, submit, sync
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[2]
 RATE = 6  # starts per minute on the queue
 BURST = catalog.queue_limit_burst(RATE)
 RUNS = 8
 LIMIT = catalog.queue_limit_name("medium")
+CRASH_PROBE = "crash_probe/crash-probe"
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrefect]:
-    home = tmp_path_factory.mktemp("rate")
+def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ProbeStack]:
+    probe = {
+        "name": "crash-probe",
+        "entrypoint": "tests/deployments/crash_probe.py:crash_probe",
+        "concurrency_limit": RUNS,
+        "work_pool": {"name": "vibe", "work_queue_name": "medium"},
+    }
     # INFO, as a user runs it: the tests set WARNING for themselves, and the "waiting" log line is INFO.
     env = {
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "VIBE_QUEUE_RATE_PER_MINUTE": str(RATE),
         "PREFECT_LOGGING_LEVEL": "INFO",
     }
-    with LocalPrefect(home, env=env) as prefect:
-        client_env = prefect.client_env()
-        out = subprocess.run(
-            [sys.executable, "-m", "cli", "setup", "--json"], cwd=ROOT, env=client_env, capture_output=True, text=True
-        )
-        assert out.returncode == 0, out.stderr
-        config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-        config["deployments"] = [
-            {
-                "name": "crash-probe",
-                "entrypoint": "tests/deployments/crash_probe.py:crash_probe",
-                "tags": ["vibe"],
-                "concurrency_limit": RUNS,
-                "schedules": [],
-                "work_pool": {"name": "vibe", "work_queue_name": "medium"},
-            }
-        ]
-        deploy_file = home / "prefect.yaml"
-        deploy_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        out = subprocess.run(
-            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(deploy_file)],
-            cwd=ROOT, env=client_env, capture_output=True, text=True,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        with temporary_settings({PREFECT_API_URL: prefect.api_url}):
-            yield prefect
-
-
-async def _submit(count: int, parameters: dict[str, Any]) -> list[uuid.UUID]:
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name("crash_probe/crash-probe")
-        return [
-            (await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)).id
-            for _ in range(count)
-        ]
+    with probe_server(tmp_path_factory.mktemp("rate"), redis_url, deployment=probe, env=env) as stack:
+        yield stack
 
 
 async def _snapshot(run_ids: list[uuid.UUID]) -> tuple[list[FlowRun], int]:
     # The slots first, then the runs: a run the worker claims between the two reads only adds to the runs
     # counted active, so the slots held can exceed the active runs only by runs finishing in between.
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name("crash_probe/crash-probe")
+        deployment = await client.read_deployment_by_name(CRASH_PROBE)
         assert deployment.global_concurrency_limit is not None
         runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)))
         return runs, deployment.global_concurrency_limit.active_slots
@@ -101,17 +67,17 @@ async def _log_text(run_ids: list[uuid.UUID]) -> str:
         return "\n".join(log.message for log in logs)
 
 
-def test_the_queue_rate_limit_holds_and_a_held_back_run_holds_no_slot(api: LocalPrefect, redis_url: str) -> None:
+def test_the_queue_rate_limit_holds_and_a_held_back_run_holds_no_slot(api: ProbeStack, redis_url: str) -> None:
     prefix = f"vibe-test:{uuid.uuid4().hex[:12]}"
-    worker = api.start_vibe_worker("vibe", name="rate", cwd=ROOT)
+    worker = api.worker("rate", grace_s=None)
     try:
-        run_ids = asyncio.run(_submit(RUNS, {"redis_url": redis_url, "prefix": prefix}))
+        run_ids = sync(submit(api.deployment, {"redis_url": redis_url, "prefix": prefix}, count=RUNS))
         waiting_seen: list[FlowRun] = []
         # (deployment slots held, runs Pending or Running, runs waiting for the rate limit)
         slots_while_waiting: list[tuple[int, int, int]] = []
         deadline = time.monotonic() + 300
         while True:
-            runs, slots = asyncio.run(_snapshot(run_ids))
+            runs, slots = sync(_snapshot(run_ids))
             states = [r.state for r in runs if r.state is not None]
             if len(states) == RUNS and all(s.is_final() for s in states):
                 break
@@ -152,7 +118,7 @@ def test_the_queue_rate_limit_holds_and_a_held_back_run_holds_no_slot(api: Local
         assert all(held <= active + 1 for held, active, _ in slots_while_waiting), slots_while_waiting
         # The run's log says so too (logs reach the server in batches: allow a few seconds).
         deadline = time.monotonic() + 15
-        while LIMIT not in (text := asyncio.run(_log_text(run_ids))) and time.monotonic() < deadline:
+        while LIMIT not in (text := sync(_log_text(run_ids))) and time.monotonic() < deadline:
             time.sleep(1)
         assert LIMIT in text, text[-3000:]
         assert worker.poll() is None
