@@ -18,6 +18,8 @@ hit@1 >= 0.50.
 Every tree is indexed into the default store, as a user's repositories are: one store shared by all of them
 (`<VIBE_HOME>/index`, VIBE_HOME set to a directory of the benchmark's own, never the user's), so the trees of
 one project reuse each other's analyses and the BM25 statistics are those of all the trees together.
+`--store per-tree` gives each tree a store (a VIBE_HOME) of its own instead: BM25 statistics of that tree
+alone, as before the store was shared.
 
 The mirrors are bare clones (the `fetch` tool puts them under /work/.mirror/<owner>+<name>/repo); `--mirrors`
 names another directory laid out the same way.
@@ -26,7 +28,7 @@ names another directory laid out the same way.
 the issue's two requests put `get_in` and `partition`/`partition_all` (rank of the first chunk defining them).
 
 Usage: `uv run python benchmarks/localize.py [--keep DIR] [--mirrors DIR] [--cases] [--split tuned|held_out]
-[--toolz SDIST]`
+[--store shared|per-tree] [--toolz SDIST]`
 """
 
 from __future__ import annotations
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="Where the bare mirrors are.")
     parser.add_argument("--cases", action="store_true", help="Also print every case's ranks.")
     parser.add_argument("--split", choices=("tuned", "held_out"), help="Only the cases of this split.")
+    parser.add_argument("--store", choices=("shared", "per-tree"), default="shared",
+                        help="One store for every tree (the default store, as for a user), or one per tree.")
     parser.add_argument("--toolz", type=Path, help="A toolz sdist (.tar.gz) to try the issue's two requests on.")
     args = parser.parse_args()
     cases = json.loads(_CASES.read_text())["cases"]
@@ -179,6 +183,8 @@ def main() -> None:
     try:
         for case in cases:
             tree = _checkout(args.mirrors, case["repository"], case["parent"], workdir)
+            if args.store == "per-tree":
+                os.environ["VIBE_HOME"] = str(workdir / "vibe-homes" / tree.name)
             start = time.perf_counter()
             index_repository(tree, workers=1)
             index_s += time.perf_counter() - start
