@@ -249,7 +249,9 @@ class SQLiteStore:
         self.repository = repository
         self._repo_id: int | None = None
         if not create and not path.exists():
-            raise InputError(f"no index at {path}: run `vibe index` on the repository first")
+            raise InputError(
+                f"no index at {path}: run `vibe index` on the repository first (with the same VIBE_HOME)"
+            )
         if create:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +274,10 @@ class SQLiteStore:
             row = self._db.execute("SELECT id FROM repos WHERE key = ?", (repository,)).fetchone()
             if row is None:
                 self._db.close()
-                raise InputError(f"the index at {path} has no index of {repository}: run `vibe index` on it first")
+                raise InputError(
+                    f"the index at {path} has no index of {repository}: run `vibe index` on it first "
+                    "(with the same VIBE_HOME)"
+                )
             self._repo_id = int(row[0])
 
     # --- schema ------------------------------------------------------------------------------------
