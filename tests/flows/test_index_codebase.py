@@ -85,7 +85,7 @@ def test_vibe_index_runs_the_tracked_flow_when_a_prefect_api_is_configured(
     result = CliRunner().invoke(app, ["index", str(repo), "--json"], env={"PREFECT_API_URL": api_url})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) | {"elapsed_s": 0} == {
-        "files": 1, "changed": 1, "symbols": 1, "chunks": 1, "skipped": 0, "elapsed_s": 0
+        "files": 1, "changed": 1, "symbols": 1, "chunks": 1, "skipped": 0, "elapsed_s": 0, "skipped_files": []
     }
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
