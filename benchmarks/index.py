@@ -126,6 +126,43 @@ def _vector_figures(repo: Path, queries: list[str], dims: int) -> dict[str, obje
     }
 
 
+def _count_py(repo: Path) -> tuple[int, int]:
+    """The tree's `.py` files and their lines."""
+    files = lines = 0
+    for path in repo.rglob("*.py"):
+        files += 1
+        with path.open("rb") as handle:
+            lines += sum(1 for _ in handle)
+    return files, lines
+
+
+def _search_latencies(repo: Path, queries: list[str]) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of a lexical `search_code(query, k=10)` per query, after warming the page cache."""
+    for query in queries[:5]:
+        search_code(repo, query)
+    latencies: list[float] = []
+    cpu_latencies: list[float] = []
+    for query in queries:
+        cpu = time.process_time()
+        latencies.append(_timed(search_code, repo, query, k=10)[0])
+        cpu_latencies.append(time.process_time() - cpu)
+    return latencies, cpu_latencies
+
+
+def _yardsticks(repo: Path, workdir: Path) -> tuple[float | None, float | None, float]:
+    """`ctags -R` wall and CPU seconds on the tree (None without ctags), and `git status` wall seconds."""
+    ctags = shutil.which("ctags")
+    ctags_s = ctags_cpu = None
+    if ctags:
+        cpu = _cpu()
+        ctags_s, _ = _timed(subprocess.run, [ctags, "-R", "-f", str(workdir / "tags"), "."], cwd=repo,
+                            check=True, capture_output=True)
+        ctags_cpu = _cpu() - cpu
+    git_status_s, _ = _timed(subprocess.run, ["git", "status", "--porcelain"], cwd=repo, check=True,
+                             capture_output=True)
+    return ctags_s, ctags_cpu, git_status_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", type=Path, help="Build the tree in this directory and keep it.")
@@ -135,22 +172,10 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         repo = _copy_stdlib(workdir)
-        py_files = sum(1 for _ in repo.rglob("*.py"))
-        py_lines = 0
-        for path in repo.rglob("*.py"):
-            with path.open("rb") as handle:
-                py_lines += sum(1 for _ in handle)
+        py_files, py_lines = _count_py(repo)
         load_before = os.getloadavg()
 
-        ctags = shutil.which("ctags")
-        ctags_s = ctags_cpu = None
-        if ctags:
-            cpu = _cpu()
-            ctags_s, _ = _timed(subprocess.run, [ctags, "-R", "-f", str(workdir / "tags"), "."], cwd=repo,
-                                check=True, capture_output=True)
-            ctags_cpu = _cpu() - cpu
-        git_status_s, _ = _timed(subprocess.run, ["git", "status", "--porcelain"], cwd=repo, check=True,
-                                 capture_output=True)
+        ctags_s, ctags_cpu, git_status_s = _yardsticks(repo, workdir)
 
         # The default store, shared by the tree and its clone under a VIBE_HOME of the benchmark's own (never the
         # user's): the clone links what the tree analysed.
@@ -169,16 +194,8 @@ def main() -> None:
 
         with open_store(open_repository(repo)) as store:
             names = sorted({d.name for d in store.definitions() if len(d.name) > 5})
-        rng = random.Random(7)
-        queries = _FIXED_QUERIES + rng.sample(names, 84)
-        for query in queries[:5]:
-            search_code(repo, query)  # warm the page cache
-        latencies: list[float] = []
-        cpu_latencies: list[float] = []
-        for query in queries:
-            cpu = time.process_time()
-            latencies.append(_timed(search_code, repo, query, k=10)[0])
-            cpu_latencies.append(time.process_time() - cpu)
+        queries = _FIXED_QUERIES + random.Random(7).sample(names, 84)
+        latencies, cpu_latencies = _search_latencies(repo, queries)
         map_s, repo_map = _timed(build_repo_map, repo, max_tokens=1024)
 
         self_usage = resource.getrusage(resource.RUSAGE_SELF)
