@@ -2,8 +2,8 @@
 
 `index` is a step command: the `index_codebase` flow through `flows._dispatch.run_flow` (a tracked flow run when
 a Prefect API is configured, otherwise the same work called directly). `search` and `map` are quick commands
-that only read the index: they never import Prefect. `search` is hybrid (lexical candidates re-ranked with
-embeddings) when `VIBE_EMBEDDING_MODEL` is set.
+that only read the index: they never import Prefect. `search` is hybrid (the files closest in meaning, over
+all chunks, fused with the lexical ranking) when `VIBE_EMBEDDING_MODEL` is set.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     max_reply_bytes: int = Field(2_000_000, ge=1024)
 
     # --- code index --------------------------------------------------------------------------------
-    # An embedding model makes `vibe search` hybrid (lexical candidates re-ranked by meaning); None: lexical.
+    # An embedding model makes `vibe search` hybrid (vector kNN over all chunks fused with BM25); None: lexical.
     embedding_model: str | None = Field(None)
     # OpenAI-compatible endpoint for embeddings (default: OPENAI_BASE_URL, else the SDK's); key: OPENAI_API_KEY.
     embedding_base_url: str | None = Field(None)

@@ -70,7 +70,7 @@ def gather_context(
         store_dir: the index store (default: the indexer's).
         k: how many search hits to consider.
         map_tokens: the size of the repository map.
-        settings: with `embedding_model` set, the search is hybrid (lexical candidates re-ranked by meaning).
+        settings: with `embedding_model` set, the search is hybrid (retrieval by meaning fused with BM25).
     """
     from tasks.indexing import build_repo_map, search_code
 
