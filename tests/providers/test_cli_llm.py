@@ -144,7 +144,7 @@ def test_cache_stats_and_clear_on_redis(
         assert vibe(env, "complete", "count me", "--model", "fast").returncode == 0
     stats = json.loads(vibe(env, "cache", "stats", "--json").stdout)
     assert stats == {"prefix": redis_prefix, "backend": "redis", "location": redis_url, "hits": 1, "misses": 1,
-                     "keys": 1, "hit_rate": 0.5}
+                     "keys": 1, "hit_rate": 0.5, "enabled": True}
     cleared = json.loads(vibe(env, "cache", "clear", "--json").stdout)
     assert cleared["deleted"] == 3  # the entry and the two counters
     human = vibe(env, "cache", "stats")
