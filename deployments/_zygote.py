@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -123,6 +124,10 @@ class _Zygote:
                 loaded.append(module)
             except Exception as exc:  # noqa: BLE001 - a module that fails here fails again, loudly, in its run
                 print(f"vibe zygote: could not preload {module}: {exc!r}", file=sys.stderr)
+        # Everything preloaded goes to the GC's permanent generation: a child's collections then never walk
+        # (and so never copy-on-write) the zygote's pages of objects (gunicorn/Instagram's `gc.freeze`).
+        gc.collect()
+        gc.freeze()
         problems = fork_safety_problems({0, 1, 2, self.requests, self.replies})
         if problems:
             raise RuntimeError(f"preloading left the zygote unsafe to fork: {'; '.join(problems)}")
