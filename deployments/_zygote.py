@@ -17,9 +17,16 @@ child repeats the zygote's output.
 After `fork()` the child (`_become_child`): closes the protocol pipes, starts its own session (so a signal
 to the worker's process group does not reach it and the worker stops it with `killpg`), asks the kernel to
 SIGKILL it if the zygote dies (`PR_SET_PDEATHSIG`), restores default signal handling, takes the job's
-environment and working directory, re-seeds `random`, rebuilds Prefect's global settings context from the
-new environment and configures logging again from it, then runs `prefect/engine.py` as `__main__` exactly as
+environment and working directory, re-seeds `random`, then runs `prefect/engine.py` as `__main__` exactly as
 `python -m prefect.engine` does, and leaves through the normal interpreter exit (atexit handlers run).
+
+Settings and logging: a child must run on the settings its job's environment gives, not the zygote's. The
+zygote builds Prefect's global settings context and logging configuration from a job's `PREFECT_*` variables
+and working directory before forking it (`_prepare_settings`: settings are read from those variables and from
+`.env`, `prefect.toml` and `pyproject.toml` in the working directory), and again only when a job brings
+different ones: jobs of one worker share them (each run's new, empty temporary directory reads the same), so
+the ~70 ms this costs is paid once per worker instead of in every run. Variables of one run
+(`PREFECT__FLOW_RUN_ID`, the control channel) are not settings and do not count.
 
 When the worker goes away (its end of the requests pipe closes, or the kernel sends the zygote SIGTERM
 because the worker died: `PR_SET_PDEATHSIG` again), the zygote SIGTERMs every child's process group (the
@@ -99,6 +106,30 @@ def _send(fd: int, message: dict[str, Any]) -> None:
         data = data[os.write(fd, data) :]
 
 
+def _settings_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The variables of `env` Prefect's settings read: `PREFECT_*` (without a run's own `PREFECT__*`) and `HOME`
+    (where the default profile and logging configuration live)."""
+    return tuple(sorted((k, v) for k, v in env.items()
+                        if k == "HOME" or (k.startswith("PREFECT_") and not k.startswith("PREFECT__"))))  # fmt: skip
+
+
+# The files in a process's working directory that Prefect's settings read.
+_SETTINGS_FILES = (".env", "prefect.toml", "pyproject.toml")
+
+
+def _settings_files(cwd: str) -> tuple[str, ...]:
+    """What Prefect's settings read from `cwd`: its parent (the worker gives each run a new, empty temporary
+    directory, so the path itself differs every run) and the content of the settings files there."""
+    found: list[str] = [os.path.dirname(os.path.abspath(cwd))]
+    for name in _SETTINGS_FILES:
+        try:
+            with open(os.path.join(cwd, name), encoding="utf-8", errors="replace") as file:
+                found.append(f"{name}\n{file.read()}")
+        except OSError:
+            found.append(f"{name} absent")
+    return tuple(found)
+
+
 def _exit_code(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
@@ -110,6 +141,7 @@ class _Zygote:
         self.worker_pid = worker_pid
         self.children: set[int] = set()
         self._buffer = b""
+        self._settings_for: tuple[tuple[str, ...], tuple[tuple[str, str], ...]] | None = None
 
     def preload(self, modules: list[str]) -> None:
         started = time.perf_counter()
@@ -156,10 +188,6 @@ class _Zygote:
             return None
 
     def _handle(self, request: dict[str, Any]) -> _Job | None:
-        problems = fork_safety_problems({0, 1, 2, self.requests, self.replies})
-        if problems:
-            _send(self.replies, {"op": "error", "id": request["id"], "error": "; ".join(problems)})
-            return None
         handed = request.pop("secrets", None)
         job = _Job(
             env=dict(request["env"]),
@@ -169,6 +197,15 @@ class _Zygote:
             secret_values=dict(handed["values"]) if handed else None,
         )
         del handed
+        try:
+            self._prepare_settings(job)
+        except Exception as exc:  # noqa: BLE001 - a job whose settings are broken is refused, the zygote serves on
+            _send(self.replies, {"op": "error", "id": request["id"], "error": f"the job's settings: {exc!r}"})
+            return None
+        problems = fork_safety_problems({0, 1, 2, self.requests, self.replies})
+        if problems:
+            _send(self.replies, {"op": "error", "id": request["id"], "error": "; ".join(problems)})
+            return None
         sys.stdout.flush()
         sys.stderr.flush()
         # SIGTERM stays blocked across the fork: the child must not run the zygote's handler.
@@ -186,6 +223,30 @@ class _Zygote:
         self.children.add(pid)
         _send(self.replies, {"op": "forked", "id": request["id"], "pid": pid})
         return None
+
+    def _prepare_settings(self, job: _Job) -> None:
+        """Make Prefect's settings and logging those of `job` (its `PREFECT_*` variables in its directory), unless
+        they already are: the child inherits them through the fork."""
+        wanted = (_settings_files(job.cwd), _settings_env(job.env))
+        if wanted == self._settings_for:
+            return
+        import prefect.context
+        import prefect.logging.configuration
+
+        saved, cwd = dict(os.environ), os.getcwd()
+        try:
+            os.environ.clear()
+            kept = {k: v for k, v in saved.items() if k != "HOME" and not k.startswith("PREFECT_")}
+            os.environ.update({**kept, **dict(wanted[1])})
+            os.chdir(job.cwd)
+            prefect.context.refresh_global_settings_context()
+            prefect.logging.configuration.PROCESS_LOGGING_CONFIG = {}
+            prefect.logging.configuration.setup_logging(incremental=False)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            os.chdir(cwd)
+        self._settings_for = wanted
 
     def _reap(self) -> None:
         while self.children:
@@ -245,13 +306,7 @@ def _become_child(zygote: _Zygote, job: _Job) -> None:
         from deployments._secrets import hand_over
 
         hand_over(job.secret_names, job.secret_values)
-    import prefect.context
-    import prefect.logging.configuration
-
-    # Settings were read from the zygote's environment at import; the run's own environment wins now.
-    prefect.context.refresh_global_settings_context()
-    prefect.logging.configuration.PROCESS_LOGGING_CONFIG = {}
-    prefect.logging.configuration.setup_logging(incremental=False)
+    # Prefect's settings and logging are already the job's: the zygote made them so before forking.
 
 
 def _run_engine() -> None:
