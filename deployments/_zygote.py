@@ -106,6 +106,17 @@ def _send(fd: int, message: dict[str, Any]) -> None:
         data = data[os.write(fd, data) :]
 
 
+def load_prefect_settings() -> None:
+    """Read Prefect's global settings context and logging configuration again, from this process's environment
+    and working directory."""
+    import prefect.context
+    import prefect.logging.configuration
+
+    prefect.context.refresh_global_settings_context()
+    prefect.logging.configuration.PROCESS_LOGGING_CONFIG = {}
+    prefect.logging.configuration.setup_logging(incremental=False)
+
+
 def _settings_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """The variables of `env` Prefect's settings read: `PREFECT_*` (without a run's own `PREFECT__*`) and `HOME`
     (where the default profile and logging configuration live)."""
@@ -230,18 +241,13 @@ class _Zygote:
         wanted = (_settings_files(job.cwd), _settings_env(job.env))
         if wanted == self._settings_for:
             return
-        import prefect.context
-        import prefect.logging.configuration
-
         saved, cwd = dict(os.environ), os.getcwd()
         try:
             os.environ.clear()
             kept = {k: v for k, v in saved.items() if k != "HOME" and not k.startswith("PREFECT_")}
             os.environ.update({**kept, **dict(wanted[1])})
             os.chdir(job.cwd)
-            prefect.context.refresh_global_settings_context()
-            prefect.logging.configuration.PROCESS_LOGGING_CONFIG = {}
-            prefect.logging.configuration.setup_logging(incremental=False)
+            load_prefect_settings()
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from deployments._zygote import _Job, _Zygote
+from deployments._zygote import _Job, _Zygote, load_prefect_settings
 
 if TYPE_CHECKING:
     from prefect.settings import Settings
@@ -18,15 +18,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def zygote() -> Iterator[_Zygote]:
-    import prefect.logging.configuration
-    from prefect.context import refresh_global_settings_context
-    from prefect.logging.configuration import setup_logging
-
     yield _Zygote(requests=-1, replies=-1, worker_pid=os.getpid())
-    # This process's own settings and logging again.
-    refresh_global_settings_context()
-    prefect.logging.configuration.PROCESS_LOGGING_CONFIG = {}
-    setup_logging(incremental=False)
+    load_prefect_settings()  # this process's own settings and logging again
 
 
 def _job(tmp_path: Path, **env: str) -> _Job:
