@@ -28,6 +28,7 @@ from tests.demo_script import FENCE, FIRST_REPLY
 from tests.fakes.github_server import FakeGitHub
 from tests.flows.test_feature_pipeline import CORRECT_REPLY
 from tests.tasks.pull_requests.conftest import FULL_NAME, git
+from tests.tasks.testing.conftest import needs_bwrap
 from vibe.errors import ConfigError, VibeError
 
 pytestmark = pytest.mark.slow
@@ -204,6 +205,7 @@ def _branch_files(project: Path, branch: str) -> set[str]:
     return {line for line in changed.splitlines() if line}
 
 
+@needs_bwrap
 def test_a_hostile_test_reaches_nothing_and_its_side_effects_are_not_published(
     run: Any, github: FakeGitHub, project: Path, host: Host, vibe_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -276,6 +278,7 @@ def test_the_unsafe_opt_in_runs_without_bubblewrap_and_warns(
     assert "UNSAFE" in caplog.text
 
 
+@needs_bwrap
 def test_an_oversize_reply_is_refused_before_it_is_cached_or_journaled(
     run: Any, project: Path, vibe_home: Path, redis_url: str, redis_prefix: str
 ) -> None:
@@ -295,6 +298,7 @@ def test_an_oversize_reply_is_refused_before_it_is_cached_or_journaled(
     assert all(p.stat().st_size < settings.max_reply_bytes for p in stored), stored
 
 
+@needs_bwrap
 def test_an_edit_the_file_system_would_refuse_goes_back_to_the_model_and_writes_nothing(
     run: Any, project: Path
 ) -> None:
@@ -318,6 +322,7 @@ def test_an_edit_the_file_system_would_refuse_goes_back_to_the_model_and_writes_
     assert "extra.py" not in patch
 
 
+@needs_bwrap
 def test_a_killed_runs_scratch_directories_are_removed_by_the_next_run(run: Any, project: Path) -> None:
     import tempfile
 

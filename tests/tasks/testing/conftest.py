@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tasks.testing import bwrap_available
+
 MakeRepo = Callable[[dict[str, str]], Path]
+
+# Tests of what only the sandbox can do: skipped, saying why, where bubblewrap cannot run (CI requires it).
+needs_bwrap = pytest.mark.skipif(bwrap_available() is not None, reason=f"bubblewrap unusable: {bwrap_available()}")
 
 
 @pytest.fixture(autouse=True)

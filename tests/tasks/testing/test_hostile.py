@@ -26,10 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.testing import SandboxUnavailableError, bwrap_available, run_test_suite
-from tests.tasks.testing.conftest import MakeRepo
-
-needs_bwrap = pytest.mark.skipif(bwrap_available() is not None, reason=f"bubblewrap unusable: {bwrap_available()}")
+from tasks.testing import SandboxUnavailableError, run_test_suite
+from tests.tasks.testing.conftest import MakeRepo, needs_bwrap
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # The runner in a process of its own, started with the caller's environment (the canary API key included).

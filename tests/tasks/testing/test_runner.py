@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.testing import TestReport, bwrap_available, run_test_suite
+from tasks.testing import TestReport, run_test_suite
 from tasks.testing.runner import environment_key
 from tasks.testing.sandbox import process_limit_available
 from tasks.workspace import open_workspace
-from tests.tasks.testing.conftest import MakeRepo, processes_with, toolchain_problem
+from tests.tasks.testing.conftest import MakeRepo, needs_bwrap, processes_with, toolchain_problem
 from vibe.errors import InputError
-
-needs_bwrap = pytest.mark.skipif(bwrap_available() is not None, reason=f"bubblewrap unusable: {bwrap_available()}")
 
 MIXED_SUITE = {
     "pyproject.toml": """
